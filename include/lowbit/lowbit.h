@@ -1,0 +1,369 @@
+/*
+ * lowbit.h - the C ABI of lowbit: low-bit quantization kernels for LLM
+ * inference on NVIDIA GPUs, specialized per request, compiled at run time with
+ * NVRTC, cached on disk as cubins and launched through the CUDA Driver API.
+ *
+ * Conventions (see DESIGN.md section 3):
+ *  - Every exported symbol starts with `lowbit_`. Every fallible call returns a
+ *    lowbit_status (0 = LOWBIT_OK); results go in out-parameters.
+ *  - On failure, lowbit_last_error_message() returns the detailed reason for
+ *    the calling thread (the NVRTC log, the CUresult name, which field was
+ *    wrong). It stays valid until the same thread's next lowbit call.
+ *  - Parameter structs start with `uint32_t struct_size` and have an `_init`
+ *    function that fills defaults. Always call it before setting fields, so a
+ *    program built against an older header keeps working with a newer library.
+ *  - Device memory is a uint64_t (a CUdeviceptr, e.g. torch's data_ptr());
+ *    streams are a void* (a CUstream / cudaStream_t; NULL is the legacy
+ *    default stream).
+ *  - Handles are opaque; every create has a destroy, and destroy(NULL) is a
+ *    no-op. No C++ exception ever crosses this boundary.
+ *
+ * Thread safety: a lowbit_context may be shared between threads. A lowbit_plan
+ * is immutable after creation: any number of threads may run it at the same
+ * time on different streams (or the same one). Destroying an object while
+ * another thread uses it is the caller's error, as with free().
+ */
+#ifndef LOWBIT_H
+#define LOWBIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lowbit/version.h"
+
+#if defined(_WIN32)
+#  define LOWBIT_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#  define LOWBIT_API __attribute__((visibility("default")))
+#else
+#  define LOWBIT_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Status codes. Values are permanent; new ones are only appended.          */
+/* ------------------------------------------------------------------------ */
+
+typedef int32_t lowbit_status;
+
+#define LOWBIT_OK                    0  /* success */
+#define LOWBIT_MISALIGNED            1  /* a pointer or stride breaks the plan's alignment */
+#define LOWBIT_INVALID_PROBLEM       2  /* the problem is ill-formed (shapes, ranges, group size) */
+#define LOWBIT_UNSUPPORTED           3  /* well-formed, but this combination is not implemented */
+#define LOWBIT_WORKSPACE_TOO_SMALL   4  /* the workspace passed to run is smaller than required */
+#define LOWBIT_INVALID_ARGUMENT      5  /* NULL handle/pointer, bad struct_size, unknown enum value */
+#define LOWBIT_NO_DEVICE             6  /* no CUDA driver, no GPU, or an offline context asked to run */
+#define LOWBIT_NO_COMPILER           7  /* a kernel is not cached and NVRTC could not be loaded */
+#define LOWBIT_COMPILE_FAILED        8  /* NVRTC rejected the generated source (log in the message) */
+#define LOWBIT_CUDA_ERROR            9  /* a CUDA driver call failed (CUresult name in the message) */
+#define LOWBIT_OUT_OF_MEMORY        10  /* host or device allocation failed */
+#define LOWBIT_CACHE_IO             11  /* the on-disk cache could not be read or written */
+#define LOWBIT_INTERNAL             12  /* a bug in lowbit; please report the message */
+
+/* A static, never-NULL English name for a status ("LOWBIT_MISALIGNED: ...").
+ * Unknown codes give "unknown lowbit status". Thread-safe. */
+LOWBIT_API const char* lowbit_status_string(lowbit_status status);
+
+/* The calling thread's last failure, in detail. Never NULL ("" if none).
+ * Owned by lowbit; valid until this thread's next lowbit call. */
+LOWBIT_API const char* lowbit_last_error_message(void);
+
+/* Copies the calling thread's last error message into buf (always
+ * NUL-terminated when capacity > 0, truncated if needed) and returns the full
+ * length of the message without the NUL, so a caller can size a buffer with
+ * lowbit_copy_last_error_message(NULL, 0) + 1. For FFI callers that cannot
+ * hold a borrowed pointer. Thread-safe. */
+LOWBIT_API size_t lowbit_copy_last_error_message(char* buf, size_t capacity);
+
+/* ------------------------------------------------------------------------ */
+/* Version. The macros (lowbit/version.h) are the header's version; these    */
+/* functions are the loaded library's.                                       */
+/* ------------------------------------------------------------------------ */
+
+/* MAJOR * 10000 + MINOR * 100 + PATCH, like LOWBIT_VERSION_NUMBER. */
+LOWBIT_API uint32_t lowbit_version_number(void);
+/* "MAJOR.MINOR.PATCH"; static storage. */
+LOWBIT_API const char* lowbit_version_string(void);
+
+/* ------------------------------------------------------------------------ */
+/* Data types                                                                */
+/* ------------------------------------------------------------------------ */
+
+typedef int32_t lowbit_dtype;
+#define LOWBIT_DTYPE_F32   1
+#define LOWBIT_DTYPE_F64   2
+#define LOWBIT_DTYPE_F16   3
+#define LOWBIT_DTYPE_BF16  4
+#define LOWBIT_DTYPE_S8    5
+#define LOWBIT_DTYPE_U8    6
+#define LOWBIT_DTYPE_S4    7  /* packed two per byte: element 2i in the low nibble, 2i+1 in the high */
+#define LOWBIT_DTYPE_U4    8  /* packed like S4 */
+#define LOWBIT_DTYPE_S32   9
+
+/* Short lowercase name ("bf16", "s8", ...), or NULL for an unknown value. */
+LOWBIT_API const char* lowbit_dtype_name(lowbit_dtype dtype);
+
+/* ------------------------------------------------------------------------ */
+/* Context                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* A context binds lowbit to one device (or, offline, to one target
+ * architecture) and owns the kernel cache for it. Thread-safe. */
+typedef struct lowbit_context lowbit_context;
+
+#define LOWBIT_LOG_ERROR 0
+#define LOWBIT_LOG_WARN  1
+#define LOWBIT_LOG_INFO  2  /* cold compiles are logged at this level */
+#define LOWBIT_LOG_DEBUG 3
+
+/* Receives log lines (no trailing newline). May be called from any thread
+ * that uses the context, concurrently; `message` is valid during the call. */
+typedef void (*lowbit_log_callback)(void* user_data, int32_t level, const char* message);
+
+#define LOWBIT_CACHE_READ_WRITE 0  /* the default: load from and store to the disk cache */
+#define LOWBIT_CACHE_READ_ONLY  1  /* load from disk, never write */
+#define LOWBIT_CACHE_MEMORY     2  /* no disk at all: compile into memory only */
+
+typedef struct lowbit_context_options {
+  uint32_t struct_size;      /* sizeof(lowbit_context_options) */
+  /* Cache directory, copied. NULL: $LOWBIT_CACHE_DIR, else
+   * $XDG_CACHE_HOME/lowbit, else $HOME/.cache/lowbit. Extra read-only
+   * directories come from $LOWBIT_CACHE_PATH (colon-separated). */
+  const char* cache_dir;
+  int32_t cache_mode;        /* LOWBIT_CACHE_*; default READ_WRITE */
+  uint64_t cache_max_bytes;  /* LRU size cap of the disk cache; 0 = default (4 GiB) */
+  /* Log sink. NULL: lines at or below log_level go to stderr, prefixed
+   * "lowbit: ". $LOWBIT_LOG (error|warn|info|debug) overrides log_level. */
+  lowbit_log_callback log_callback;
+  void* log_user_data;
+  int32_t log_level;         /* default LOWBIT_LOG_WARN */
+} lowbit_context_options;
+
+/* Fills defaults. `options` must not be NULL. */
+LOWBIT_API void lowbit_context_options_init(lowbit_context_options* options);
+
+/* Context on device `ordinal`, using its primary context (retained until
+ * destroy). options may be NULL for defaults. NO_DEVICE without a driver or
+ * with no such GPU. The new handle is owned by the caller. */
+LOWBIT_API lowbit_status lowbit_context_create_device(int32_t ordinal,
+                                                      const lowbit_context_options* options,
+                                                      lowbit_context** out);
+
+/* Context on the calling thread's current CUDA context (e.g. the one PyTorch
+ * made current). NO_DEVICE if the thread has no current context. */
+LOWBIT_API lowbit_status lowbit_context_create_current(const lowbit_context_options* options,
+                                                       lowbit_context** out);
+
+/* Offline context for a named target ("sm_80", "sm_86", "sm_89", "sm_90",
+ * "sm_90a", ...), needing no GPU or driver: plans can be created, which
+ * compiles their kernels into the cache, but not run (run returns NO_DEVICE).
+ * This is how kernels are prewarmed on a build machine. */
+LOWBIT_API lowbit_status lowbit_context_create_offline(const char* arch,
+                                                       const lowbit_context_options* options,
+                                                       lowbit_context** out);
+
+/* Releases the context. Plans made from it keep it alive until they are
+ * destroyed too. NULL is a no-op. */
+LOWBIT_API void lowbit_context_destroy(lowbit_context* context);
+
+typedef struct lowbit_device_info {
+  uint32_t struct_size;          /* sizeof(lowbit_device_info) */
+  int32_t offline;               /* 1 for an offline context */
+  int32_t ordinal;               /* device ordinal, -1 offline */
+  char name[128];                /* "NVIDIA H100 80GB HBM3"; "" offline */
+  char arch[16];                 /* compile target, e.g. "sm_90a" */
+  int32_t compute_capability;    /* 90 for sm_90 */
+  int32_t sm_count;              /* 0 offline */
+  int32_t driver_version;        /* e.g. 13000; 0 offline without driver */
+  int32_t nvrtc_version;         /* e.g. 13000; 0 if NVRTC is not loadable */
+  uint64_t global_memory_bytes;  /* 0 offline */
+  uint64_t l2_cache_bytes;       /* 0 offline */
+  char cache_dir[512];           /* the writable cache directory in use; "" if memory-only */
+} lowbit_device_info;
+
+/* Describes the context's device and compiler. `info->struct_size` must be
+ * set (use sizeof). */
+LOWBIT_API lowbit_status lowbit_context_get_info(const lowbit_context* context,
+                                                 lowbit_device_info* info);
+
+/* ------------------------------------------------------------------------ */
+/* Kernel cache                                                              */
+/* ------------------------------------------------------------------------ */
+
+typedef struct lowbit_cache_stats {
+  uint32_t struct_size;      /* sizeof(lowbit_cache_stats) */
+  uint64_t memory_hits;      /* kernels found already loaded in this process */
+  uint64_t disk_hits;        /* kernels loaded from a cache file */
+  uint64_t misses;           /* kernels that had to be compiled */
+  uint64_t compiles;         /* NVRTC compilations this process ran (misses that compiled) */
+  uint64_t compile_failures; /* compilations that failed */
+  uint64_t damaged_entries;  /* cache files found damaged, removed and recompiled */
+  double compile_ms;         /* total NVRTC time of this process */
+  uint64_t disk_entries;     /* entries in the writable cache directory */
+  uint64_t disk_bytes;       /* their total size */
+} lowbit_cache_stats;
+
+/* Cache counters of this context since creation, and the disk usage now. */
+LOWBIT_API lowbit_status lowbit_context_cache_stats(const lowbit_context* context,
+                                                    lowbit_cache_stats* stats);
+
+/* ------------------------------------------------------------------------ */
+/* Plans                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* A plan is a validated problem with its kernel(s) selected, compiled and
+ * loaded. Immutable: safe to run from many threads at once. Running it never
+ * compiles, allocates or synchronizes, so it may be captured in a CUDA graph. */
+typedef struct lowbit_plan lowbit_plan;
+
+/* Argument roles for lowbit_plan_run (oneDNN-style role-tagged arguments).
+ * Each op documents which roles it reads and writes. */
+typedef int32_t lowbit_arg_role;
+#define LOWBIT_ARG_X           1  /* floating-point input (quantize), output (dequantize) */
+#define LOWBIT_ARG_Q           2  /* quantized tensor: output of quantize, input of dequantize */
+#define LOWBIT_ARG_SCALE       3  /* scale(s) */
+#define LOWBIT_ARG_ZERO_POINT  4  /* zero point(s), int32 */
+#define LOWBIT_ARG_DY          5  /* upstream gradient (backward ops) */
+#define LOWBIT_ARG_DX          6  /* gradient output (backward ops) */
+#define LOWBIT_ARG_Y           7  /* output of fake_quantize */
+
+typedef struct lowbit_arg {
+  lowbit_arg_role role;
+  int32_t reserved;  /* must be 0 */
+  uint64_t ptr;      /* device address (CUdeviceptr) */
+} lowbit_arg;
+
+/* A descriptor of any op family, for calls that take several families
+ * (prewarm). `desc` points to that family's descriptor struct. */
+typedef int32_t lowbit_op_family;
+#define LOWBIT_FAMILY_QUANTIZE 1  /* desc is a lowbit_quantize_desc* */
+
+typedef struct lowbit_op_desc {
+  lowbit_op_family family;
+  int32_t reserved;  /* must be 0 */
+  const void* desc;
+} lowbit_op_desc;
+
+/* Creates a plan for any family: validates the descriptor, selects a kernel,
+ * and loads it from the cache or compiles it (the first time only: seconds at
+ * worst, logged). The new plan is owned by the caller; it holds a reference to
+ * the context. */
+LOWBIT_API lowbit_status lowbit_plan_create(lowbit_context* context, const lowbit_op_desc* op,
+                                            lowbit_plan** out);
+
+/* Releases a plan. NULL is a no-op. */
+LOWBIT_API void lowbit_plan_destroy(lowbit_plan* plan);
+
+/* Bytes of device workspace lowbit_plan_run needs (0 for most ops). */
+LOWBIT_API lowbit_status lowbit_plan_workspace_size(const lowbit_plan* plan, size_t* bytes);
+
+/* Launches the plan on `stream` (a CUstream; NULL for the default stream)
+ * with the caller's device pointers. Asynchronous: returns once enqueued.
+ * Checks roles, NULLs and alignment (MISALIGNED); never compiles, allocates or
+ * synchronizes. The context's CUDA context is made current for the launch if
+ * the calling thread has another one. NO_DEVICE on an offline context. */
+LOWBIT_API lowbit_status lowbit_plan_run(const lowbit_plan* plan, const lowbit_arg* args,
+                                         size_t num_args, uint64_t workspace,
+                                         size_t workspace_bytes, void* stream);
+
+/* Describes the plan as one JSON object: op, kernel template, parameters, cache
+ * key, registers, spills, launch shape, where the kernel came from. Copies at
+ * most `capacity` bytes (NUL-terminated) into buf and stores the full length
+ * (without NUL) in *length if length is not NULL. buf may be NULL to query. */
+LOWBIT_API lowbit_status lowbit_plan_describe(const lowbit_plan* plan, char* buf, size_t capacity,
+                                              size_t* length);
+
+/* Prewarm: creates (and thereby compiles and caches) the plan of every
+ * descriptor, on up to `threads` threads (0 = number of CPUs), then destroys
+ * them. `results` may be NULL or point to `count` statuses, one per item.
+ * Returns OK if every item succeeded, else the first failure's status (its
+ * message names the item). */
+LOWBIT_API lowbit_status lowbit_prewarm(lowbit_context* context, const lowbit_op_desc* ops,
+                                        size_t count, uint32_t threads, lowbit_status* results);
+
+/* ------------------------------------------------------------------------ */
+/* Family 1: elementwise quantization                                        */
+/* ------------------------------------------------------------------------ */
+
+typedef int32_t lowbit_quantize_op;
+/* Q = clamp(round_half_even(X / scale) + zero_point, qmin, qmax).
+ * Reads X, SCALE, ZERO_POINT (optional: 0); writes Q. */
+#define LOWBIT_QOP_QUANTIZE             1
+/* X = (Q - zero_point) * scale, computed in f32 (f64 for f64) and rounded to
+ * the X type to nearest even. Reads Q, SCALE, ZERO_POINT; writes X. */
+#define LOWBIT_QOP_DEQUANTIZE           2
+/* STE backward of quantize: DX = (DY / scale) * 1[qmin < q < qmax], q
+ * recomputed from X. Reads X, DY, SCALE, ZERO_POINT; writes DX. */
+#define LOWBIT_QOP_QUANTIZE_BACKWARD    3
+/* Straight-through backward of dequantize: DQ = DY * scale (float output in
+ * the X type). Reads DY, SCALE; writes DX. */
+#define LOWBIT_QOP_DEQUANTIZE_BACKWARD  4
+/* Y = dequantize(quantize(X)) in one pass. Reads X, SCALE, ZERO_POINT; writes Y. */
+#define LOWBIT_QOP_FAKE_QUANTIZE        5
+/* DX = DY * 1[qmin <= round(X/scale)+zp <= qmax] (the clip mask of fake
+ * quantize). Reads X, DY, SCALE, ZERO_POINT; writes DX. */
+#define LOWBIT_QOP_FAKE_QUANTIZE_BACKWARD 6
+/* Computes scale (and zero point if asymmetric) from the data, writes them to
+ * SCALE / ZERO_POINT, and quantizes X into Q, in one launch. */
+#define LOWBIT_QOP_DYNAMIC_QUANTIZE     7
+
+typedef int32_t lowbit_quantize_scope;
+#define LOWBIT_SCOPE_PER_TENSOR  1  /* one scale / zero point */
+#define LOWBIT_SCOPE_PER_CHANNEL 2  /* one per index along `axis` */
+#define LOWBIT_SCOPE_PER_TOKEN   3  /* one per row of [rows, cols] */
+#define LOWBIT_SCOPE_PER_GROUP   4  /* one per `group_size` consecutive elements of a row */
+
+typedef struct lowbit_quantize_desc {
+  uint32_t struct_size;        /* sizeof(lowbit_quantize_desc) */
+  lowbit_quantize_op op;       /* LOWBIT_QOP_*; default QUANTIZE */
+  lowbit_quantize_scope scope; /* LOWBIT_SCOPE_*; default PER_TENSOR */
+  lowbit_dtype x_dtype;        /* f32, f64, f16, bf16; default F32 */
+  lowbit_dtype q_dtype;        /* s8, u8 (s4, u4 packed); default S8 */
+  lowbit_dtype scale_dtype;    /* f32 or x_dtype; default F32 */
+  /* Problem shape: `rank` dims (1..4), row-major. Per-token / per-group see it
+   * as [rows, cols] with cols = the last dim. Zero-sized dims are a no-op. */
+  int32_t rank;
+  int64_t dims[4];
+  /* Elements between consecutive rows of X (and DY/DX/Y); 0 = contiguous
+   * (= the last dim). Q is always contiguous. */
+  int64_t x_row_stride;
+  int32_t axis;                /* per-channel axis; default 0 */
+  int64_t group_size;          /* per-group size G (divides the last dim) */
+  /* Clamp range. qmin == qmax == 0 (the default) means the full range of
+   * q_dtype; otherwise qmin <= qmax inside that range (e.g. [-127, 127]). */
+  int32_t qmin;
+  int32_t qmax;
+  int32_t symmetric;           /* dynamic quantize: 1 absmax (zp 0), 0 min/max; default 1 */
+  /* Alignment in bytes the caller promises for every pointer passed to run
+   * (1, 2, 4, 8 or 16; default 16, which torch allocations satisfy). The plan
+   * picks its vector width from it; run returns MISALIGNED if broken. */
+  int32_t alignment;
+} lowbit_quantize_desc;
+
+/* Fills defaults (see each field). `desc` must not be NULL. */
+LOWBIT_API void lowbit_quantize_desc_init(lowbit_quantize_desc* desc);
+
+/* Shorthand for lowbit_plan_create with LOWBIT_FAMILY_QUANTIZE. */
+LOWBIT_API lowbit_status lowbit_quantize_plan_create(lowbit_context* context,
+                                                     const lowbit_quantize_desc* desc,
+                                                     lowbit_plan** out);
+
+/* ------------------------------------------------------------------------ */
+/* CPU reference                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Runs the CPU reference of an op on host memory: the same descriptor and
+ * roles as lowbit_plan_run, with `ptr` holding host addresses. This is the
+ * oracle lowbit's tests compare the GPU with, exposed so users can check
+ * results too. Single-threaded; thread-safe. */
+LOWBIT_API lowbit_status lowbit_reference_run(const lowbit_op_desc* op, const lowbit_arg* args,
+                                              size_t num_args);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* LOWBIT_H */

@@ -1,0 +1,60 @@
+#include "ops/op_plan.hpp"
+
+#include "common/error.hpp"
+#include "cuda/driver.hpp"
+
+namespace lowbit {
+
+namespace {
+
+const char* role_name(lowbit_arg_role role) {
+  switch (role) {
+    case LOWBIT_ARG_X: return "LOWBIT_ARG_X";
+    case LOWBIT_ARG_Q: return "LOWBIT_ARG_Q";
+    case LOWBIT_ARG_SCALE: return "LOWBIT_ARG_SCALE";
+    case LOWBIT_ARG_ZERO_POINT: return "LOWBIT_ARG_ZERO_POINT";
+    case LOWBIT_ARG_DY: return "LOWBIT_ARG_DY";
+    case LOWBIT_ARG_DX: return "LOWBIT_ARG_DX";
+    case LOWBIT_ARG_Y: return "LOWBIT_ARG_Y";
+    default: return "unknown role";
+  }
+}
+
+}  // namespace
+
+uint64_t RunArgs::get(lowbit_arg_role role, const char* what, bool required, uint64_t alignment) const {
+  uint64_t value = 0;
+  for (size_t i = 0; i < count_; ++i) {
+    if (args_[i].role == role) {
+      value = args_[i].ptr;
+      break;
+    }
+  }
+  if (value == 0) {
+    if (required) fail(LOWBIT_INVALID_ARGUMENT, "missing argument {} ({}): pass its device pointer", role_name(role), what);
+    return 0;
+  }
+  if (alignment > 1 && value % alignment != 0)
+    fail(LOWBIT_MISALIGNED, "{} ({}) = 0x{:x} is not aligned to {} bytes as the plan requires (descriptor alignment)",
+         role_name(role), what, value, alignment);
+  return value;
+}
+
+void launch_kernel(CUfunction function, unsigned grid_x, unsigned grid_y, unsigned grid_z, unsigned block,
+                   size_t shared_bytes, CUstream stream, void* params) {
+  void* kernel_params[] = {params};
+  cu_check(driver().LaunchKernel(function, grid_x, grid_y, grid_z, block, 1, 1, unsigned(shared_bytes), stream,
+                                 kernel_params, nullptr),
+           "cuLaunchKernel");
+}
+
+void check_struct_size(uint32_t struct_size, size_t minimum, size_t current, const char* what) {
+  // Smaller: a caller built against an older header (fields it lacks take
+  // their defaults). Larger: built against a newer lowbit than this one,
+  // whose extra fields this library cannot honour.
+  if (struct_size < minimum || struct_size > current)
+    fail(LOWBIT_INVALID_ARGUMENT, "{}.struct_size is {} (this lowbit expects {}..{}): call {}_init() first", what,
+         struct_size, minimum, current, what);
+}
+
+}  // namespace lowbit

@@ -1,0 +1,74 @@
+// What every op family implements (the CUTLASS-style can_implement /
+// get_workspace_size / run split): a family's create function checks the
+// descriptor and selects kernel specs; the plan then launches them with the
+// caller's pointers. Families register in registry.cpp.
+#pragma once
+
+#include <cuda.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "jit/kernel_spec.hpp"
+#include "jit/target.hpp"
+#include "lowbit/lowbit.h"
+
+namespace lowbit {
+
+struct DeviceTraits {
+  Target target;
+  int sm_count = 132;  // offline contexts assume a large GPU (launch shape only)
+  bool offline = false;
+};
+
+// The caller's role-tagged arguments for one run. Lookups are a scan of a
+// handful of entries: cheaper than any map at this size.
+class RunArgs {
+ public:
+  RunArgs(const lowbit_arg* args, size_t count) : args_(args), count_(count) {}
+  // The pointer for `role`, 0 if absent. Throws INVALID_ARGUMENT if `required`
+  // and absent or 0; MISALIGNED if not a multiple of `alignment`.
+  uint64_t get(lowbit_arg_role role, const char* what, bool required, uint64_t alignment) const;
+
+ private:
+  const lowbit_arg* args_;
+  size_t count_;
+};
+
+class OpPlan {
+ public:
+  virtual ~OpPlan() = default;
+  // "quantize" etc.
+  virtual const char* family() const = 0;
+  // The kernels to load, in launch order; fixed at creation.
+  virtual const std::vector<KernelSpec>& kernels() const = 0;
+  virtual size_t workspace_size() const { return 0; }
+  // Enqueues the op. `functions` holds the loaded kernels in kernels() order.
+  // Must not allocate, compile or synchronize.
+  virtual void run(const RunArgs& args, uint64_t workspace, size_t workspace_bytes, const CUfunction* functions,
+                   CUstream stream) const = 0;
+  // The problem and the chosen configuration as one JSON object, for
+  // lowbit_plan_describe.
+  virtual std::string describe() const = 0;
+};
+
+// Validates `op` and creates the family's plan. Throws Error with the status
+// for bad descriptors (INVALID_ARGUMENT, INVALID_PROBLEM, UNSUPPORTED).
+std::unique_ptr<OpPlan> create_op_plan(const lowbit_op_desc& op, const DeviceTraits& device);
+
+// Runs the CPU reference of `op` on host pointers.
+void run_reference(const lowbit_op_desc& op, const lowbit_arg* args, size_t count);
+
+// cuLaunchKernel with error mapping; `params` points to the kernel's single
+// parameter struct.
+void launch_kernel(CUfunction function, unsigned grid_x, unsigned grid_y, unsigned grid_z, unsigned block,
+                   size_t shared_bytes, CUstream stream, void* params);
+
+// Checks a descriptor's struct_size: at least the size of the first release
+// of the struct (older callers), and not absurd.
+void check_struct_size(uint32_t struct_size, size_t minimum, size_t current, const char* what);
+
+}  // namespace lowbit
