@@ -478,6 +478,25 @@ TEST_CASE("disk store: damaged entries are deleted and reported as misses") {
   CHECK(s.damaged_count() == 1);
 }
 
+TEST_CASE("disk store: non-regular files under entry names are misses, not hangs") {
+  TempDir t;
+  const std::string dir = t.sub("cache");
+  DiskStore s(opts(dir));
+  const std::string fifo = entry_path(dir, key_of(90), kNvrtc);
+  const std::string subdir = entry_path(dir, key_of(91), kNvrtc);
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  REQUIRE(::mkdir(subdir.c_str(), 0700) == 0);
+  CHECK_FALSE(s.load(key_of(90), kNvrtc));
+  CHECK_FALSE(s.load(key_of(90), 0));
+  CHECK_FALSE(s.load(key_of(91), kNvrtc));
+  auto listed = s.list(true);
+  CHECK(std::none_of(listed.begin(), listed.end(), [](const auto& i) { return i.valid; }));
+  CHECK(s.usage().entries == 0);
+  // A store replaces the FIFO with a real entry.
+  s.store(make_entry(90));
+  CHECK(s.load(key_of(90), kNvrtc));
+}
+
 TEST_CASE("disk store: every corrupted header byte is detected in a stored file") {
   TempDir t;
   const std::string dir = t.sub("cache");
@@ -1015,6 +1034,11 @@ TEST_CASE("disk store: KeyLock excludes another process") {
     pid_t pid = ::fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
+      // The child inherits the parent's lock descriptor, and a flock belongs
+      // to the open file description, so the lock would stay held by the
+      // child itself after the parent lets go. Drop inherited descriptors
+      // first (a real second process has none).
+      for (int fd = 3; fd < 1024; ++fd) ::close(fd);
       DiskStore child_store(opts(dir));
       DiskStore::KeyLock l = child_store.lock(k);  // blocks until the parent lets go
       ::_exit(0);
