@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# lowbit set-up: installs what the build needs (Debian/Ubuntu packages),
+# configures and builds into ./build, then runs one of two jobs:
+#
+#   tools/setup.sh main   prewarm the default model manifest into the kernel
+#                         cache (for sm_90a, or $LOWBIT_ARCH, when there is no
+#                         GPU), and on a GPU also run `lowbit selftest`
+#   tools/setup.sh test   run the test suites (unit + bindings; gpu too when a
+#                         GPU is present) and print "N passed, N failed, N skipped"
+set -euo pipefail
+job=${1:-main}
+case "$job" in main|test) ;; *) echo "usage: tools/setup.sh [main|test]" >&2; exit 2 ;; esac
+cd "$(dirname "$0")/.."
+
+# --- the CUDA toolkit (headers and NVRTC) -----------------------------------
+cuda_home=""
+for c in "${CUDA_HOME:-}" "${CUDA_PATH:-}" /usr/local/cuda; do
+  if [ -n "$c" ] && [ -f "$c/include/cuda.h" ] && [ -f "$c/include/nvrtc.h" ]; then cuda_home=$c; break; fi
+done
+if [ -z "$cuda_home" ]; then
+  cat >&2 <<'MSG'
+lowbit: the CUDA toolkit was not found (looked in $CUDA_HOME, $CUDA_PATH and /usr/local/cuda).
+lowbit needs its headers (cuda.h, nvrtc.h) to build and libnvrtc to compile kernels at run time.
+Install it from NVIDIA's repository (e.g. `apt-get install cuda-toolkit-13-0`), then set CUDA_HOME
+if it is not in /usr/local/cuda, and run this script again.
+MSG
+  exit 1
+fi
+export CUDA_HOME=$cuda_home
+
+# --- packages ------------------------------------------------------------------
+packages=(meson ninja-build g++ pkg-config python3 libfmt-dev doctest-dev)
+if [ "$job" = test ]; then
+  # Bindings (Go via cgo) and the sanitizer / fuzzing builds.
+  packages+=(golang-go clang)
+fi
+missing=()
+for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
+  echo "lowbit: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# --- build ---------------------------------------------------------------------
+if [ ! -f build/build.ninja ]; then
+  meson setup build --buildtype=release
+fi
+ninja -C build
+
+has_gpu() { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; }
+
+if [ "$job" = main ]; then
+  if has_gpu; then
+    build/tools/lowbit/lowbit prewarm
+    build/tools/lowbit/lowbit selftest
+  else
+    arch=${LOWBIT_ARCH:-sm_90a}
+    echo "lowbit: no GPU here: prewarming for $arch (set LOWBIT_ARCH to choose another target)"
+    build/tools/lowbit/lowbit prewarm --arch "$arch"
+  fi
+else
+  suites=()
+  has_gpu && suites=(unit gpu)
+  tools/run_tests.sh build "${suites[@]}"
+fi
