@@ -53,12 +53,12 @@ has_gpu() { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>
 
 if [ "$job" = main ]; then
   if has_gpu; then
-    build/tools/lowbit/lowbit prewarm
-    build/tools/lowbit/lowbit selftest
+    build/tools/lowbit prewarm
+    build/tools/lowbit selftest
   else
     arch=${LOWBIT_ARCH:-sm_90a}
     echo "lowbit: no GPU here: prewarming for $arch (set LOWBIT_ARCH to choose another target)"
-    build/tools/lowbit/lowbit prewarm --arch "$arch"
+    build/tools/lowbit prewarm --arch "$arch"
   fi
 else
   suites=()
