@@ -14,6 +14,7 @@
 #include "common/dtype.hpp"
 #include "common/error.hpp"
 #include "ops/quantize.hpp"
+#include "ops/wq.hpp"
 #include "runtime/context.hpp"
 #include "runtime/plan.hpp"
 
@@ -293,6 +294,23 @@ lowbit_status lowbit_quantize_plan_create(lowbit_context* context, const lowbit_
                                           lowbit_plan** out) {
   lowbit_op_desc op{LOWBIT_FAMILY_QUANTIZE, 0, desc};
   return lowbit_plan_create(context, &op, out);
+}
+
+void lowbit_wq_matmul_desc_init(lowbit_wq_matmul_desc* desc) {
+  if (desc != nullptr) lowbit::wq::init_desc(desc);
+}
+
+lowbit_status lowbit_wq_matmul_plan_create(lowbit_context* context, const lowbit_wq_matmul_desc* desc,
+                                           lowbit_plan** out) {
+  lowbit_op_desc op{LOWBIT_FAMILY_WEIGHT_MATMUL, 0, desc};
+  return lowbit_plan_create(context, &op, out);
+}
+
+lowbit_status lowbit_wq_native_bytes(const lowbit_wq_matmul_desc* desc, uint64_t* bytes) {
+  return guarded(__func__, [&] {
+    LOWBIT_REQUIRE(bytes != nullptr, "bytes is NULL");
+    *bytes = lowbit::wq::native_bytes(lowbit::wq::read_desc(desc));
+  });
 }
 
 lowbit_status lowbit_reference_run(const lowbit_op_desc* op, const lowbit_arg* args, size_t num_args) {

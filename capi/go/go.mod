@@ -1,0 +1,3 @@
+module lowbit
+
+go 1.19
