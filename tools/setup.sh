@@ -34,6 +34,9 @@ if [ "$job" = test ]; then
   # Bindings (Go via cgo) and the sanitizer / fuzzing builds.
   packages+=(golang-go clang)
 fi
+# Rust's cargo: rustup's if present, else Debian's.
+[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
+if [ "$job" = test ] && ! command -v cargo >/dev/null 2>&1; then packages+=(cargo); fi
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -63,5 +66,5 @@ if [ "$job" = main ]; then
 else
   suites=()
   has_gpu && suites=(unit gpu)
-  tools/run_tests.sh build "${suites[@]}"
+  tools/run_tests.sh build --bindings --checks "${suites[@]}"
 fi
