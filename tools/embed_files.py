@@ -3,8 +3,12 @@
 
 Usage: embed_files.py OUTPUT.cpp FILE...
 Each file is stored under its base name, as a raw byte array (no escaping
-pitfalls), with a terminating NUL that is not counted in its size.
+pitfalls), with a terminating NUL that is not counted in its size. The
+SHA-256 digest over every file (name and bytes, each prefixed by its 8-byte
+little-endian length, like Sha256::update_field) is computed here, at build
+time, so that no process pays for it at run time.
 """
+import hashlib
 import os
 import sys
 
@@ -18,15 +22,20 @@ def main() -> int:
         "namespace {",
     ]
     entries = []
+    digest = hashlib.sha256()
     for i, path in enumerate(sorted(inputs, key=os.path.basename)):
         with open(path, "rb") as f:
             data = f.read()
+        name = os.path.basename(path).encode()
+        for field in (name, data):
+            digest.update(len(field).to_bytes(8, "little") + field)
         body = ",".join(str(b) for b in data + b"\0")
         lines.append(f"const char kFile{i}[] = {{{body}}};")
         entries.append(f'{{"{os.path.basename(path)}", kFile{i}, {len(data)}}}')
     lines.append("const EmbeddedFile kFiles[] = {" + ", ".join(entries) + "};")
     lines.append("}  // namespace")
     lines.append("std::span<const EmbeddedFile> embedded_templates() { return kFiles; }")
+    lines.append(f'const std::string& embedded_templates_digest() {{ static const std::string d = "{digest.hexdigest()}"; return d; }}')
     lines.append("}  // namespace lowbit")
     with open(out_path, "w") as f:
         f.write("\n".join(lines) + "\n")

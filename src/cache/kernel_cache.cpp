@@ -38,20 +38,19 @@ KernelCache::KernelCache(const Target& target, CUcontext context, DiskStore* dis
     : target_(target), context_(context), disk_(disk), logger_(logger), counters_(counters) {}
 
 KernelCache::Result KernelCache::get(const KernelSpec& spec) {
-  const std::string source = render_source(spec);
-  bool ptx_only = false;
-  const std::vector<std::string> options = compile_options(spec, target_, &ptx_only);
-  const Digest key = base_key(source, options, target_);
-  const std::string hex = to_hex(key);
+  // In-process lookups go by the spec's identity: the source, options and key
+  // are functions of it (the target and NVRTC are fixed for this cache), so a
+  // memory hit never renders or hashes anything.
+  const std::string identity = spec.identity();
 
   std::shared_ptr<Slot> slot;
   bool builder = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    auto it = slots_.find(hex);
+    auto it = slots_.find(identity);
     if (it == slots_.end()) {
       slot = std::make_shared<Slot>();
-      slots_.emplace(hex, slot);
+      slots_.emplace(identity, slot);
       builder = true;
     } else {
       slot = it->second;
@@ -69,11 +68,11 @@ KernelCache::Result KernelCache::get(const KernelSpec& spec) {
 
   Result result;
   try {
-    result = build(spec, source, options, ptx_only, key);
+    result = build(spec);
   } catch (...) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      slots_.erase(hex);
+      slots_.erase(identity);
     }
     std::lock_guard<std::mutex> lock(slot->mutex);
     slot->error = std::current_exception();
@@ -128,8 +127,11 @@ std::shared_ptr<LoadedKernel> KernelCache::load_entry(const CacheEntry& entry, c
   return kernel;
 }
 
-KernelCache::Result KernelCache::build(const KernelSpec& spec, const std::string& source,
-                                       const std::vector<std::string>& options, bool ptx_only, const Digest& key) {
+KernelCache::Result KernelCache::build(const KernelSpec& spec) {
+  const std::string source = render_source(spec);
+  bool ptx_only = false;
+  const std::vector<std::string> options = compile_options(spec, target_, &ptx_only);
+  const Digest key = base_key(source, options, target_);
   const std::string name = spec.name();
   const int nvrtc_version = nvrtc().available ? nvrtc().version : 0;
 

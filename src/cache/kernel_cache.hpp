@@ -72,8 +72,7 @@ class KernelCache {
     std::shared_ptr<const LoadedKernel> kernel;
     std::exception_ptr error;
   };
-  Result build(const KernelSpec& spec, const std::string& source, const std::vector<std::string>& options,
-               bool ptx_only, const Digest& key);
+  Result build(const KernelSpec& spec);
   std::shared_ptr<LoadedKernel> load_entry(const CacheEntry& entry, const std::string& name, std::string* problem);
 
   Target target_;
@@ -82,7 +81,7 @@ class KernelCache {
   const Logger& logger_;
   CacheCounters& counters_;
   std::mutex mutex_;
-  std::unordered_map<std::string, std::shared_ptr<Slot>> slots_;  // by hex base key
+  std::unordered_map<std::string, std::shared_ptr<Slot>> slots_;  // by KernelSpec::identity()
 };
 
 }  // namespace lowbit

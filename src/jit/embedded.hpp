@@ -18,8 +18,9 @@ struct EmbeddedFile {
 // Generated (embedded_templates.cpp).
 std::span<const EmbeddedFile> embedded_templates();
 
-// SHA-256 over every embedded file's name and contents, computed once: part
-// of every cache key, so editing any template invalidates its kernels.
+// SHA-256 over every embedded file's name and contents (each as a length-
+// prefixed field), computed at build time by tools/embed_files.py: part of
+// every cache key, so editing any template invalidates its kernels.
 const std::string& embedded_templates_digest();
 
 }  // namespace lowbit

@@ -30,6 +30,9 @@ struct KernelSpec {
 
   // "quantize<XT=bf16,kOp=1,...>": a readable one-line name.
   std::string name() const;
+  // Every field that reaches the generated source or the compile options,
+  // joined: equal identities give equal kernels (for a given target).
+  std::string identity() const;
 };
 
 // The complete source NVRTC compiles for `spec`.

@@ -22,6 +22,27 @@ std::string KernelSpec::name() const {
   return s + ">";
 }
 
+std::string KernelSpec::identity() const {
+  std::string s;
+  s.reserve(256);
+  auto add = [&](const std::string& v) {
+    s += v;
+    s += '\x1f';  // a separator no field contains
+  };
+  add(family);
+  add(header);
+  add(function);
+  add(params_type);
+  add(std::to_string(threads));
+  add(std::to_string(min_blocks_per_sm));
+  for (const auto& [k, v] : types) { add(k); add(v); }
+  s += '\x1e';
+  for (const auto& [k, v] : constants) { add(k); add(v); }
+  s += '\x1e';
+  for (const std::string& o : options) add(o);
+  return s;
+}
+
 std::string render_source(const KernelSpec& spec) {
   std::string config;
   for (const auto& [name, value] : spec.types) config += fmt::format("  using {} = {};\n", name, value);
