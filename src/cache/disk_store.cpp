@@ -690,8 +690,15 @@ DiskStore::KeyLock DiskStore::lock(const Digest& base_key) {
   // still names our file, and start over if not. A few rounds is plenty.
   for (int attempt = 0; attempt < 16; ++attempt) {
     int fd = open_retry(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0 && errno == ENOENT && ::mkdir(locks.c_str(), 0700) == 0) {
-      fd = open_retry(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 && errno == ENOENT) {
+      // The locks directory, or the whole cache directory, was removed while
+      // we ran (rm -rf of the cache): make them again, with the checks of
+      // construction, as store() does, so that the lock still excludes other
+      // processes (and the one write warning is not spent on this).
+      if (Impl::prepare_writable(s.dir).empty())
+        fd = open_retry(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+      else
+        errno = ENOENT;
     }
     if (fd < 0) {
       s.warn_write_once("cannot open cache lock file {} ({}); processes may compile the same kernel twice",

@@ -16,6 +16,13 @@ const char* role_name(lowbit_arg_role role) {
     case LOWBIT_ARG_DY: return "LOWBIT_ARG_DY";
     case LOWBIT_ARG_DX: return "LOWBIT_ARG_DX";
     case LOWBIT_ARG_Y: return "LOWBIT_ARG_Y";
+    case LOWBIT_ARG_W: return "LOWBIT_ARG_W";
+    case LOWBIT_ARG_W_SCALE: return "LOWBIT_ARG_W_SCALE";
+    case LOWBIT_ARG_W_ZERO: return "LOWBIT_ARG_W_ZERO";
+    case LOWBIT_ARG_G_IDX: return "LOWBIT_ARG_G_IDX";
+    case LOWBIT_ARG_BIAS: return "LOWBIT_ARG_BIAS";
+    case LOWBIT_ARG_W_NATIVE: return "LOWBIT_ARG_W_NATIVE";
+    case LOWBIT_ARG_ROWS: return "LOWBIT_ARG_ROWS";
     default: return "unknown role";
   }
 }

@@ -2,6 +2,7 @@
 #include "common/error.hpp"
 #include "ops/op_plan.hpp"
 #include "ops/quantize.hpp"
+#include "ops/wq.hpp"
 
 namespace lowbit {
 
@@ -16,6 +17,7 @@ struct Family {
 
 constexpr Family kFamilies[] = {
     {LOWBIT_FAMILY_QUANTIZE, "quantize", &quantize::create, &quantize::reference},
+    {LOWBIT_FAMILY_WEIGHT_MATMUL, "weight_matmul", &wq::create, &wq::reference},
 };
 
 const Family& find_family(const lowbit_op_desc& op) {
@@ -36,6 +38,9 @@ void run_reference(const lowbit_op_desc& op, const lowbit_arg* args, size_t coun
   const Family& family = find_family(op);
   if (op.desc == nullptr) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_op_desc.desc is NULL ({} descriptor expected)", family.name);
   if (args == nullptr && count > 0) fail(LOWBIT_INVALID_ARGUMENT, "args is NULL but num_args = {}", count);
+  // The same argument rules as lowbit_plan_run.
+  for (size_t i = 0; i < count; ++i)
+    if (args[i].reserved != 0) fail(LOWBIT_INVALID_ARGUMENT, "args[{}].reserved must be 0", i);
   family.reference(op.desc, args, count);
 }
 

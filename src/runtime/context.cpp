@@ -111,6 +111,10 @@ std::shared_ptr<Context> Context::offline(const std::string& arch, const Context
   if (!Target::parse(arch, &target))
     fail(LOWBIT_INVALID_ARGUMENT, "arch \"{}\" is not a target name like sm_80, sm_89 or sm_90a", arch);
   if (target.sm < kMinSm) fail(LOWBIT_UNSUPPORTED, "arch {} is older than lowbit's minimum sm_{}", arch, kMinSm);
+  // Architecture-specific ("a") targets start with Hopper; "sm_80a" would
+  // only fail later, at the first compile, as COMPILE_FAILED.
+  if (target.arch_specific && target.sm < 90)
+    fail(LOWBIT_INVALID_ARGUMENT, "arch \"{}\": there is no architecture-specific (\"a\") target below sm_90", arch);
   std::shared_ptr<Context> ctx(new Context(config));
   ctx->traits_.target = target;
   ctx->traits_.offline = true;
