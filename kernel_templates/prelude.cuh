@@ -126,3 +126,177 @@ template <typename T>
 LOWBIT_DEVICE T* mut_ptr(uint64_t address) { return reinterpret_cast<T*>(address); }
 
 }  // namespace lowbit
+
+// ---- More IEEE arithmetic, spelled out (appended for the quantize family) --
+namespace lowbit {
+
+LOWBIT_DEVICE float fma_rn(float a, float b, float c) {
+  float r;
+  asm("fma.rn.f32 %0, %1, %2, %3;" : "=f"(r) : "f"(a), "f"(b), "f"(c));
+  return r;
+}
+LOWBIT_DEVICE double fma_rn(double a, double b, double c) {
+  double r;
+  asm("fma.rn.f64 %0, %1, %2, %3;" : "=d"(r) : "d"(a), "d"(b), "d"(c));
+  return r;
+}
+LOWBIT_DEVICE float add_rn(float a, float b) {
+  float r;
+  asm("add.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+}
+LOWBIT_DEVICE double add_rn(double a, double b) {
+  double r;
+  asm("add.rn.f64 %0, %1, %2;" : "=d"(r) : "d"(a), "d"(b));
+  return r;
+}
+LOWBIT_DEVICE float sub_rn(float a, float b) {
+  float r;
+  asm("sub.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+}
+LOWBIT_DEVICE double sub_rn(double a, double b) {
+  double r;
+  asm("sub.rn.f64 %0, %1, %2;" : "=d"(r) : "d"(a), "d"(b));
+  return r;
+}
+// Correctly rounded reciprocal (IEEE 1/x).
+LOWBIT_DEVICE float rcp_rn(float a) {
+  float r;
+  asm("rcp.rn.f32 %0, %1;" : "=f"(r) : "f"(a));
+  return r;
+}
+// Round to an integral value, half to even; NaN and +-inf pass through.
+LOWBIT_DEVICE float rint_rn(float a) {
+  float r;
+  asm("cvt.rni.f32.f32 %0, %1;" : "=f"(r) : "f"(a));
+  return r;
+}
+LOWBIT_DEVICE double rint_rn(double a) {
+  double r;
+  asm("cvt.rni.f64.f64 %0, %1;" : "=d"(r) : "d"(a));
+  return r;
+}
+// IEEE minNum / maxNum: a NaN operand is ignored (the other one is returned).
+LOWBIT_DEVICE float min_num(float a, float b) {
+  float r;
+  asm("min.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+}
+LOWBIT_DEVICE float max_num(float a, float b) {
+  float r;
+  asm("max.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+}
+LOWBIT_DEVICE double min_num(double a, double b) {
+  double r;
+  asm("min.f64 %0, %1, %2;" : "=d"(r) : "d"(a), "d"(b));
+  return r;
+}
+LOWBIT_DEVICE double max_num(double a, double b) {
+  double r;
+  asm("max.f64 %0, %1, %2;" : "=d"(r) : "d"(a), "d"(b));
+  return r;
+}
+LOWBIT_DEVICE float abs_f(float a) { return __int_as_float(__float_as_int(a) & 0x7fffffff); }
+LOWBIT_DEVICE double abs_f(double a) {
+  uint64_t u;
+  asm("mov.b64 %0, %1;" : "=l"(u) : "d"(a));
+  u &= 0x7fffffffffffffffull;
+  double r;
+  asm("mov.b64 %0, %1;" : "=d"(r) : "l"(u));
+  return r;
+}
+// The canonical quiet NaN for a NaN, else the value (f32 0x7fffffff, f64
+// 0x7fffffffffffffff): makes NaN results bit-reproducible.
+LOWBIT_DEVICE float canonical_nan(float a) { return a != a ? __int_as_float(0x7fffffff) : a; }
+LOWBIT_DEVICE double canonical_nan(double a) {
+  if (a == a) return a;
+  double r;
+  asm("mov.b64 %0, %1;" : "=d"(r) : "l"(0x7fffffffffffffffull));
+  return r;
+}
+LOWBIT_DEVICE float s32_to_f32(int32_t x) {
+  float r;
+  asm("cvt.rn.f32.s32 %0, %1;" : "=f"(r) : "r"(x));
+  return r;
+}
+LOWBIT_DEVICE double s32_to_f64(int32_t x) {
+  double r;
+  asm("cvt.rn.f64.s32 %0, %1;" : "=d"(r) : "r"(x));
+  return r;
+}
+// Truncating conversions of values already integral and in range.
+LOWBIT_DEVICE int32_t f32_to_s32_rz(float x) {
+  int32_t r;
+  asm("cvt.rzi.s32.f32 %0, %1;" : "=r"(r) : "f"(x));
+  return r;
+}
+LOWBIT_DEVICE int32_t f64_to_s32_rz(double x) {
+  int32_t r;
+  asm("cvt.rzi.s32.f64 %0, %1;" : "=r"(r) : "d"(x));
+  return r;
+}
+
+// ---- Warp and block primitives ----------------------------------------------
+LOWBIT_DEVICE uint32_t shfl_xor(uint32_t v, int lane_mask, uint32_t member_mask) {
+  uint32_t r;
+  asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, %3;" : "=r"(r) : "r"(v), "r"(lane_mask), "r"(member_mask));
+  return r;
+}
+LOWBIT_DEVICE float shfl_xor(float v, int lane_mask, uint32_t member_mask) {
+  return __int_as_float(int(shfl_xor(uint32_t(__float_as_int(v)), lane_mask, member_mask)));
+}
+LOWBIT_DEVICE double shfl_xor(double v, int lane_mask, uint32_t member_mask) {
+  uint32_t lo, hi;
+  asm("mov.b64 {%0, %1}, %2;" : "=r"(lo), "=r"(hi) : "d"(v));
+  lo = shfl_xor(lo, lane_mask, member_mask);
+  hi = shfl_xor(hi, lane_mask, member_mask);
+  double r;
+  asm("mov.b64 %0, {%1, %2};" : "=d"(r) : "r"(lo), "r"(hi));
+  return r;
+}
+LOWBIT_DEVICE void block_sync() { asm volatile("bar.sync 0;" ::: "memory"); }
+
+// ---- Streaming global memory accesses -----------------------------------------
+// Loads that bypass L1 allocation (data read once) and stores marked
+// evict-first: streaming kernels keep L1/L2 for what is reused. `Raw<N>` is N
+// bytes moved as one aligned access (N = 4, 8, 16) or as 16-byte pieces.
+template <int kBytes>
+struct alignas(kBytes < 16 ? kBytes : 16) Raw {
+  uint32_t w[kBytes / 4];
+};
+template <int kBytes>
+LOWBIT_DEVICE Raw<kBytes> load_stream(const void* p) {
+  Raw<kBytes> r;
+  if constexpr (kBytes % 16 == 0) {
+#pragma unroll
+    for (int i = 0; i < kBytes / 16; ++i)
+      asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                   : "=r"(r.w[4 * i]), "=r"(r.w[4 * i + 1]), "=r"(r.w[4 * i + 2]), "=r"(r.w[4 * i + 3])
+                   : "l"(static_cast<const char*>(p) + 16 * i));
+  } else if constexpr (kBytes == 8) {
+    asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0, %1}, [%2];" : "=r"(r.w[0]), "=r"(r.w[1]) : "l"(p));
+  } else {
+    static_assert(kBytes == 4, "load_stream: 4, 8 or a multiple of 16 bytes");
+    asm volatile("ld.global.nc.L1::no_allocate.u32 %0, [%1];" : "=r"(r.w[0]) : "l"(p));
+  }
+  return r;
+}
+template <int kBytes>
+LOWBIT_DEVICE void store_stream(void* p, const Raw<kBytes>& r) {
+  if constexpr (kBytes % 16 == 0) {
+#pragma unroll
+    for (int i = 0; i < kBytes / 16; ++i)
+      asm volatile("st.global.cs.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(static_cast<char*>(p) + 16 * i),
+                   "r"(r.w[4 * i]), "r"(r.w[4 * i + 1]), "r"(r.w[4 * i + 2]), "r"(r.w[4 * i + 3])
+                   : "memory");
+  } else if constexpr (kBytes == 8) {
+    asm volatile("st.global.cs.v2.u32 [%0], {%1, %2};" ::"l"(p), "r"(r.w[0]), "r"(r.w[1]) : "memory");
+  } else {
+    static_assert(kBytes == 4, "store_stream: 4, 8 or a multiple of 16 bytes");
+    asm volatile("st.global.cs.u32 [%0], %1;" ::"l"(p), "r"(r.w[0]) : "memory");
+  }
+}
+
+}  // namespace lowbit

@@ -1,7 +1,9 @@
 #include "ops/quantize.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "common/dtype.hpp"
 #include "common/error.hpp"
@@ -16,14 +18,67 @@ namespace lowbit::quantize {
 
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kUnroll = 4;
+// Launch configuration defaults (tuned on H100/H200, notes/quantize-perf.md).
+// LOWBIT_DEV_QUANTIZE_TUNE="vec=16,unroll=4,bpsm=8,hints=0,per=4" overrides
+// them for tuning sessions (developer knob, read at plan creation; it changes
+// the kernels and thus their cache keys).
+struct Tune {
+  int vec_bytes = 32;     // bytes of X per vector (the wide side): quantize-like ops
+  int unroll = 1;         // vectors per thread per step (loads run one step ahead)
+  int blocks_per_sm = 4;  // resident 256-thread blocks per SM (also the __launch_bounds__ minimum)
+  int dq_vec_bytes = 16;  // dequantize: bytes of X per vector
+  int dq_unroll = 4;
+  int dq_blocks_per_sm = 3;
+  int q4_vec_bytes = 64;  // quantize to packed 4-bit: bytes of X per vector (16 bytes of Q per 32 elements)
+  int q4_blocks_per_sm = 3;
+  int hints = 0;          // streaming cache hints on loads / stores
+  int per = 0;            // dynamic segments: target vectors per thread (0: 128 bytes of X)
+};
 
-bool is_float(lowbit_dtype t) { return dtype_is_float(t); }
+const Tune& tune() {
+  static const Tune t = [] {
+    Tune r;
+    const char* env = std::getenv("LOWBIT_DEV_QUANTIZE_TUNE");
+    if (env == nullptr) return r;
+    std::string s = env;
+    size_t pos = 0;
+    while (pos < s.size()) {
+      size_t end = s.find(',', pos);
+      if (end == std::string::npos) end = s.size();
+      const std::string item = s.substr(pos, end - pos);
+      const size_t eq = item.find('=');
+      if (eq != std::string::npos) {
+        const std::string k = item.substr(0, eq);
+        const int v = std::atoi(item.c_str() + eq + 1);
+        if (k == "vec" && v >= 1 && v <= 64 && (v & (v - 1)) == 0) r.vec_bytes = v;
+        else if (k == "dqvec" && v >= 1 && v <= 64 && (v & (v - 1)) == 0) r.dq_vec_bytes = v;
+        else if (k == "dqunroll" && v >= 1 && v <= 16) r.dq_unroll = v;
+        else if (k == "q4vec" && v >= 1 && v <= 64 && (v & (v - 1)) == 0) r.q4_vec_bytes = v;
+        else if (k == "q4bpsm" && v >= 1 && v <= 64) r.q4_blocks_per_sm = v;
+        else if (k == "dqbpsm" && v >= 1 && v <= 64) r.dq_blocks_per_sm = v;
+        else if (k == "unroll" && v >= 1 && v <= 16) r.unroll = v;
+        else if (k == "bpsm" && v >= 1 && v <= 64) r.blocks_per_sm = v;
+        else if (k == "hints") r.hints = v != 0;
+        else if (k == "per" && v >= 1 && v <= 8) r.per = v;
+      }
+      pos = end + 1;
+    }
+    return r;
+  }();
+  return t;
+}
+
+constexpr int kThreads = 256;
+constexpr int kMaxPartials = 1024;  // dynamic per-tensor: partial ranges of the reduce kernel
+constexpr int kMaxSegmentBytes = 128;  // dynamic segments: bytes of X a thread holds in registers
+constexpr int kMaxPer = 16;            // ... and at most this many vectors (a 32-bit mask tracks them)
+
 bool is_quantized(lowbit_dtype t) {
   return t == LOWBIT_DTYPE_S8 || t == LOWBIT_DTYPE_U8 || t == LOWBIT_DTYPE_S4 || t == LOWBIT_DTYPE_U4;
 }
 bool is_known(lowbit_dtype t) { return dtype_name(t) != nullptr; }
+bool is_packed(lowbit_dtype t) { return t == LOWBIT_DTYPE_S4 || t == LOWBIT_DTYPE_U4; }
+bool is_signed_q(lowbit_dtype t) { return t == LOWBIT_DTYPE_S8 || t == LOWBIT_DTYPE_S4; }
 
 const char* device_type(lowbit_dtype t) {
   switch (t) {
@@ -31,8 +86,8 @@ const char* device_type(lowbit_dtype t) {
     case LOWBIT_DTYPE_F64: return "double";
     case LOWBIT_DTYPE_F16: return "lowbit::f16";
     case LOWBIT_DTYPE_BF16: return "lowbit::bf16";
-    case LOWBIT_DTYPE_S8: return "int8_t";
-    case LOWBIT_DTYPE_U8: return "uint8_t";
+    case LOWBIT_DTYPE_S8: case LOWBIT_DTYPE_S4: return "int8_t";
+    case LOWBIT_DTYPE_U8: case LOWBIT_DTYPE_U4: return "uint8_t";
     default: return "void";
   }
 }
@@ -67,11 +122,23 @@ int32_t type_max(lowbit_dtype q) {
   return q == LOWBIT_DTYPE_S8 ? 127 : q == LOWBIT_DTYPE_U8 ? 255 : q == LOWBIT_DTYPE_S4 ? 7 : 15;
 }
 
+int64_t next_pow2(int64_t v) {
+  int64_t p = 1;
+  while (p < v) p *= 2;
+  return p;
+}
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
 // The validated problem.
 struct Problem {
   lowbit_quantize_desc desc;
   int64_t rows = 0, cols = 0, stride = 0, numel = 0;
   int32_t qmin = 0, qmax = 0;
+  int axis = 0;                  // per-channel, normalized to 0..rank-1
+  int64_t ch_inner = 1, ch_count = 1;
+  int64_t group = 0;             // per-group G
+  int64_t num_scales = 1;        // entries of the SCALE / ZERO_POINT arrays
+  int64_t q_row_bytes = 0;       // bytes per row of Q
 };
 
 Problem check(const lowbit_quantize_desc& d) {
@@ -82,7 +149,11 @@ Problem check(const lowbit_quantize_desc& d) {
     fail(LOWBIT_INVALID_ARGUMENT, "lowbit_quantize_desc.scope = {} is not a LOWBIT_SCOPE_* value", d.scope);
   for (auto [name, t] : {std::pair{"x_dtype", d.x_dtype}, {"q_dtype", d.q_dtype}, {"scale_dtype", d.scale_dtype}})
     if (!is_known(t)) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_quantize_desc.{} = {} is not a LOWBIT_DTYPE_* value", name, t);
-  if (!is_float(d.x_dtype))
+  if (d.symmetric != 0 && d.symmetric != 1)
+    fail(LOWBIT_INVALID_ARGUMENT, "lowbit_quantize_desc.symmetric = {} (must be 0 or 1)", d.symmetric);
+  if (d.alignment != 1 && d.alignment != 2 && d.alignment != 4 && d.alignment != 8 && d.alignment != 16)
+    fail(LOWBIT_INVALID_ARGUMENT, "alignment = {} (must be 1, 2, 4, 8 or 16)", d.alignment);
+  if (!dtype_is_float(d.x_dtype))
     fail(LOWBIT_UNSUPPORTED, "x_dtype {} is not a floating-point type (f32, f64, f16, bf16)", dtype_name(d.x_dtype));
   if (!is_quantized(d.q_dtype))
     fail(LOWBIT_UNSUPPORTED, "q_dtype {} is not a quantized type (s8, u8, s4, u4)", dtype_name(d.q_dtype));
@@ -98,7 +169,8 @@ Problem check(const lowbit_quantize_desc& d) {
     p.numel *= d.dims[i];
   }
   p.cols = d.dims[d.rank - 1];
-  p.rows = p.cols == 0 ? 0 : p.numel / p.cols;
+  p.rows = 1;
+  for (int i = 0; i + 1 < d.rank; ++i) p.rows *= d.dims[i];
   if (d.x_row_stride < 0 || (d.x_row_stride != 0 && d.x_row_stride < p.cols))
     fail(LOWBIT_INVALID_PROBLEM, "x_row_stride = {} is smaller than the row length {}", d.x_row_stride, p.cols);
   if (d.x_row_stride > (int64_t(1) << 48))
@@ -115,84 +187,311 @@ Problem check(const lowbit_quantize_desc& d) {
     p.qmin = d.qmin;
     p.qmax = d.qmax;
   }
-  if (d.alignment != 1 && d.alignment != 2 && d.alignment != 4 && d.alignment != 8 && d.alignment != 16)
-    fail(LOWBIT_INVALID_ARGUMENT, "alignment = {} (must be 1, 2, 4, 8 or 16)", d.alignment);
-  if (d.alignment < dtype_bytes(d.x_dtype) || d.alignment < dtype_bytes(d.scale_dtype) ||
-      (d.scope != LOWBIT_SCOPE_PER_TENSOR && d.alignment < 4))
-    fail(LOWBIT_INVALID_PROBLEM, "alignment = {} is below the natural alignment of the element types", d.alignment);
-  // Implemented so far: per-tensor quantize / dequantize to 8-bit types.
-  if (d.scope != LOWBIT_SCOPE_PER_TENSOR)
-    fail(LOWBIT_UNSUPPORTED, "scope {} is not implemented yet", scope_name(d.scope));
-  if (d.op != LOWBIT_QOP_QUANTIZE && d.op != LOWBIT_QOP_DEQUANTIZE)
-    fail(LOWBIT_UNSUPPORTED, "op {} is not implemented yet", op_name(d.op));
-  if (d.q_dtype != LOWBIT_DTYPE_S8 && d.q_dtype != LOWBIT_DTYPE_U8)
-    fail(LOWBIT_UNSUPPORTED, "q_dtype {} is not implemented yet", dtype_name(d.q_dtype));
+  if (d.alignment < dtype_bytes(d.x_dtype))
+    fail(LOWBIT_INVALID_PROBLEM, "alignment = {} is below the {}-byte alignment of x_dtype {}", d.alignment,
+         dtype_bytes(d.x_dtype), dtype_name(d.x_dtype));
+  const bool packed = is_packed(d.q_dtype);
+  p.q_row_bytes = packed ? (p.cols + 1) / 2 : p.cols;
+  switch (d.scope) {
+    case LOWBIT_SCOPE_PER_TENSOR: p.num_scales = 1; break;
+    case LOWBIT_SCOPE_PER_CHANNEL: {
+      if (d.axis < -d.rank || d.axis >= d.rank)
+        fail(LOWBIT_INVALID_PROBLEM, "axis = {} is outside the rank-{} tensor (-{}..{})", d.axis, d.rank, d.rank, d.rank - 1);
+      p.axis = d.axis < 0 ? d.axis + d.rank : d.axis;
+      p.ch_count = d.dims[p.axis];
+      p.ch_inner = 1;
+      for (int i = p.axis + 1; i + 1 < d.rank; ++i) p.ch_inner *= d.dims[i];
+      p.num_scales = p.ch_count;
+      break;
+    }
+    case LOWBIT_SCOPE_PER_TOKEN: p.num_scales = p.rows; break;
+    case LOWBIT_SCOPE_PER_GROUP: {
+      if (d.group_size <= 0) fail(LOWBIT_INVALID_PROBLEM, "group_size = {} (must be positive)", d.group_size);
+      if (p.cols > 0 && p.cols % d.group_size != 0)
+        fail(LOWBIT_INVALID_PROBLEM, "group_size = {} does not divide the last dim {}", d.group_size, p.cols);
+      p.group = d.group_size;
+      p.num_scales = p.cols == 0 ? 0 : p.rows * (p.cols / p.group);
+      break;
+    }
+  }
+  if (d.op == LOWBIT_QOP_DYNAMIC_QUANTIZE) {
+    if (d.scope == LOWBIT_SCOPE_PER_CHANNEL)
+      fail(LOWBIT_UNSUPPORTED, "dynamic quantize is per-tensor, per-token or per-group (not per-channel)");
+    if (d.symmetric == 1 && !(p.qmin < 0 && p.qmax > 0))
+      fail(LOWBIT_INVALID_PROBLEM,
+           "symmetric dynamic quantize needs qmin < 0 < qmax (got [{}, {}]); use symmetric = 0 for unsigned ranges",
+           p.qmin, p.qmax);
+    if (d.symmetric == 0 && p.qmin == p.qmax)
+      fail(LOWBIT_INVALID_PROBLEM, "asymmetric dynamic quantize needs qmin < qmax (got [{}, {}])", p.qmin, p.qmax);
+    if (packed && d.scope == LOWBIT_SCOPE_PER_GROUP && p.group % 2 != 0 && p.cols != p.group)
+      fail(LOWBIT_UNSUPPORTED,
+           "dynamic per-group quantize to packed {} needs an even group_size (groups {} would share bytes)",
+           dtype_name(d.q_dtype), p.group);
+  }
   return p;
 }
+
+// Bytes of one element of the compute type (workspace of dynamic per-tensor).
+int compute_bytes(lowbit_dtype x) { return x == LOWBIT_DTYPE_F64 ? 8 : 4; }
 
 class QuantizePlan final : public OpPlan {
  public:
   QuantizePlan(const Problem& p, const DeviceTraits& device) : p_(p) {
     const lowbit_quantize_desc& d = p.desc;
-    const int xb = dtype_bytes(d.x_dtype);
-    // Contiguous rows flatten into one long row: vectors never straddle a row.
-    contiguous_ = p.stride == p.cols || p.rows <= 1;
-    view_rows_ = contiguous_ ? (p.numel > 0 ? 1 : 0) : p.rows;
-    view_cols_ = contiguous_ ? p.numel : p.cols;
-    // Widest vector the promised alignment allows (16 bytes of x at most),
-    // narrowed while strided rows would start off a vector boundary.
-    vec_ = std::max(1, std::min(d.alignment, 16) / xb);
-    while (vec_ > 1 && !contiguous_ && ((p.stride % vec_) != 0 || (p.cols % vec_) != 0)) {
+    const Tune& t = tune();
+    xb_ = dtype_bytes(d.x_dtype);
+    bits_ = is_packed(d.q_dtype) ? 4 : 8;
+    const bool uses_q = d.op == LOWBIT_QOP_QUANTIZE || d.op == LOWBIT_QOP_DEQUANTIZE || d.op == LOWBIT_QOP_DYNAMIC_QUANTIZE;
+    segmented_ = d.op == LOWBIT_QOP_DYNAMIC_QUANTIZE && d.scope != LOWBIT_SCOPE_PER_TENSOR;
+    const int min_vec = bits_ == 4 ? 2 : 1;
+    sm_count_ = std::max(device.sm_count, 1);
+
+    // The [rows, cols] view: contiguous per-tensor problems are one long row.
+    view_rows_ = p.rows;
+    view_cols_ = p.cols;
+    view_stride_ = p.stride;
+    view_q_row_bytes_ = p.q_row_bytes;
+    if (d.scope == LOWBIT_SCOPE_PER_TENSOR && p.rows > 1 && p.stride == p.cols && (bits_ == 8 || p.cols % 2 == 0)) {
+      view_rows_ = 1;
+      view_cols_ = p.numel;
+      view_stride_ = p.numel;
+      view_q_row_bytes_ = bits_ == 4 ? (p.numel + 1) / 2 : p.numel;
+    }
+    const int64_t seg_len = !segmented_ ? 0 : d.scope == LOWBIT_SCOPE_PER_TOKEN ? p.cols : p.group;
+    const int64_t seg_per_row = !segmented_ || seg_len == 0 ? 1 : p.cols / seg_len;
+
+    // Vector width: the widest (up to the tuned bytes of X) whose accesses the
+    // promised alignment and the row layout keep aligned on both sides;
+    // narrowed otherwise (describe says so). Per-group prefers vectors that
+    // do not straddle groups.
+    // Ops reading two tensors (x and dy) use half-width vectors.
+    const bool two_inputs = d.op == LOWBIT_QOP_QUANTIZE_BACKWARD || d.op == LOWBIT_QOP_FAKE_QUANTIZE_BACKWARD;
+    const bool q4 = d.op == LOWBIT_QOP_QUANTIZE && bits_ == 4 && xb_ == 2;
+    const int vec_bytes = d.op == LOWBIT_QOP_DEQUANTIZE ? t.dq_vec_bytes
+                          : q4                          ? t.q4_vec_bytes
+                                                        : t.vec_bytes / (two_inputs ? 2 : 1);
+    vec_ = std::max(min_vec, vec_bytes / xb_);
+    if (d.scope == LOWBIT_SCOPE_PER_GROUP && !segmented_) {
+      int64_t gp = 1;
+      while (p.group % (gp * 2) == 0 && gp * 2 <= vec_) gp *= 2;
+      if (gp < vec_ && gp >= min_vec) {
+        vec_ = int(gp);
+        narrowed_ = true;
+      }
+    }
+    // A vector wider than 16 bytes moves as 16-byte pieces: 16-byte
+    // alignment is all it needs.
+    auto x_ok = [&](int v) {
+      if (d.alignment < std::min(v * xb_, 16)) return false;
+      if (view_rows_ > 1 && view_stride_ % v != 0) return false;
+      if (segmented_ && seg_per_row > 1 && seg_len % v != 0) return false;
+      return true;
+    };
+    auto q_ok = [&](int v) {
+      if (!uses_q) return true;
+      const int64_t qbytes = int64_t(v) * bits_ / 8;
+      if (d.alignment < std::min<int64_t>(qbytes, 16)) return false;
+      if (view_rows_ > 1 && view_q_row_bytes_ % qbytes != 0) return false;
+      if (segmented_ && seg_per_row > 1 && (seg_len * bits_ / 8) % qbytes != 0) return false;
+      return true;
+    };
+    while (vec_ > min_vec && !(x_ok(vec_) && q_ok(vec_))) {
       vec_ /= 2;
       narrowed_ = true;
     }
+    x_aligned_ = x_ok(vec_);
+    q_aligned_ = q_ok(vec_);
+    // Ops reading two tensors (x and dy) halve the unroll, and f64 keeps two
+    // vectors per step: the registers stay within the __launch_bounds__
+    // minimum of blocks per SM without spills.
+    const bool dq = d.op == LOWBIT_QOP_DEQUANTIZE;
+    bpsm_ = dq ? t.dq_blocks_per_sm : q4 ? t.q4_blocks_per_sm : t.blocks_per_sm;
+    if (d.x_dtype == LOWBIT_DTYPE_F64) bpsm_ = std::min(bpsm_, 2);  // f64 division needs registers; not a speed target
+    unroll_ = dq ? t.dq_unroll : std::max(1, two_inputs ? t.unroll / 2 : t.unroll);
+    if (d.x_dtype == LOWBIT_DTYPE_F64) unroll_ = std::min(unroll_, 2);
+    // Scale lookup: once per row (per-tensor, per-token, per-channel before
+    // the last axis), once per step (per-group with one vector per step), per
+    // vector, or per element (the last axis; groups narrower than a vector).
+    scale_mode_ = 0;
+    if (d.scope == LOWBIT_SCOPE_PER_GROUP && !segmented_)
+      scale_mode_ = p.group % vec_ != 0 ? 2 : unroll_ == 1 ? 3 : 1;
+    if (d.scope == LOWBIT_SCOPE_PER_CHANNEL && p.axis == d.rank - 1) scale_mode_ = 2;
     if (p.numel == 0) return;  // a no-op plan: nothing to compile
-    KernelSpec spec;
-    spec.family = "quantize";
-    spec.header = "quantize.cuh";
-    spec.function = "lowbit::quantize_kernel";
-    spec.params_type = "lowbit::QuantizeParams";
-    spec.threads = kThreads;
-    spec.types = {{"XT", device_type(d.x_dtype)}, {"QT", device_type(d.q_dtype)}, {"ST", device_type(d.scale_dtype)}};
-    spec.constants = {{"kOp", std::to_string(d.op)},       {"kScope", std::to_string(d.scope)},
-                      {"kVec", std::to_string(vec_)},      {"kUnroll", std::to_string(kUnroll)},
-                      {"kQmin", std::to_string(p.qmin)},   {"kQmax", std::to_string(p.qmax)}};
-    spec.options = {"-fmad=false"};  // bit-exact arithmetic (prelude also spells it out in PTX)
-    specs_.push_back(std::move(spec));
 
+    KernelSpec base;
+    base.family = "quantize";
+    base.header = "quantize.cuh";
+    base.function = "lowbit::quantize_kernel";
+    base.params_type = "lowbit::QuantizeParams";
+    base.types = {{"XT", device_type(d.x_dtype)}, {"QT", device_type(d.q_dtype)}, {"ST", device_type(d.scale_dtype)}};
+    base.options = {"-fmad=false"};  // bit-exact arithmetic (the kernels also spell it out in PTX)
+    // (NVRTC's -minimal would take ~20% off a cold compile, but options must
+    // not depend on whether NVRTC is loadable: they are part of the cache key
+    // a process without NVRTC computes too. Left to compile_options().)
+    auto constants = [&](int kernel, int dyn_phase, int row_threads, int seg_threads, int per, bool single) {
+      return std::vector<std::pair<std::string, std::string>>{
+          {"kOp", std::to_string(d.op)},
+          {"kScope", std::to_string(d.scope)},
+          {"kVec", std::to_string(vec_)},
+          {"kUnroll", std::to_string(unroll_)},
+          {"kQmin", std::to_string(p.qmin)},
+          {"kQmax", std::to_string(p.qmax)},
+          {"kBits", std::to_string(bits_)},
+          {"kSigned", is_signed_q(d.q_dtype) ? "true" : "false"},
+          {"kGroup", std::to_string(std::max<int64_t>(p.group, 1))},
+          {"kScaleMode", std::to_string(scale_mode_)},
+          {"kRowThreads", std::to_string(row_threads)},
+          {"kXAligned", x_aligned_ ? "true" : "false"},
+          {"kQAligned", q_aligned_ ? "true" : "false"},
+          {"kHints", t.hints ? "true" : "false"},
+          {"kKernel", std::to_string(kernel)},
+          {"kDynPhase", std::to_string(dyn_phase)},
+          {"kSymmetric", d.symmetric ? "true" : "false"},
+          {"kSegThreads", std::to_string(seg_threads)},
+          {"kPer", std::to_string(per)},
+          {"kSinglePass", single ? "true" : "false"},
+      };
+    };
+
+    if (segmented_) {
+      // One segment (a row or a group) per kSegThreads threads, in registers.
+      seg_len_ = seg_len;
+      seg_per_row_ = seg_per_row;
+      segments_ = p.rows * seg_per_row;
+      seg_vectors_ = seg_len / vec_;
+      // Packed output needs more registers for its nibble merges: half the data;
+      // f32 / f64 (exact division inline) likewise.
+      const int seg_bytes = bits_ == 4 || xb_ != 2 ? kMaxSegmentBytes / 2 : kMaxSegmentBytes;
+      const int per_target = t.per > 0 ? std::min(t.per, kMaxPer) : std::clamp(seg_bytes / (vec_ * xb_), 1, kMaxPer);
+      int64_t st = next_pow2(std::max<int64_t>(1, ceil_div(seg_vectors_, per_target)));
+      st = std::min<int64_t>(st, 1024);
+      seg_threads_ = int(st);
+      block_ = seg_threads_ > 32 ? seg_threads_ : kThreads;
+      int64_t per = std::max<int64_t>(1, ceil_div(seg_vectors_, st));
+      const int max_per = std::clamp(seg_bytes / (vec_ * xb_), 1, kMaxPer);
+      single_pass_ = per <= max_per;
+      per_ = int(std::min<int64_t>(per, max_per));
+      KernelSpec s = base;
+      s.threads = block_;
+      s.min_blocks_per_sm = std::max(1, bpsm_ * kThreads / block_);
+      s.constants = constants(1, 0, 1, seg_threads_, per_, single_pass_);
+      specs_.push_back(std::move(s));
+      const int64_t segs_per_block = block_ / seg_threads_;
+      const int64_t max_blocks = int64_t(sm_count_) * std::max(1, bpsm_ * kThreads / block_);
+      grid_[0][0] = unsigned(std::clamp<int64_t>(ceil_div(segments_, segs_per_block), 1, max_blocks));
+      grid_[0][1] = 1;
+      return;
+    }
+
+    // Elementwise: kRowThreads threads per row, kUnroll vectors each per step.
     chunks_per_row_ = view_cols_ / vec_;
-    const int64_t per_block = int64_t(kThreads) * kUnroll;
-    const int64_t max_blocks = int64_t(std::max(device.sm_count, 1)) * (2048 / kThreads);
-    grid_y_ = unsigned(std::min<int64_t>(view_rows_, 65535));
-    const int64_t want_x = std::max<int64_t>(1, (chunks_per_row_ + per_block - 1) / per_block);
-    grid_x_ = unsigned(std::clamp<int64_t>(std::min(want_x, max_blocks / std::max<int64_t>(1, grid_y_)), 1, want_x));
+    row_threads_ = int(std::min<int64_t>(kThreads, next_pow2(std::max<int64_t>(1, ceil_div(chunks_per_row_, unroll_)))));
+    block_ = kThreads;
+    const int64_t rows_per_block = kThreads / row_threads_;
+    const int64_t max_blocks = int64_t(sm_count_) * bpsm_;
+    const int64_t want_x = std::max<int64_t>(1, ceil_div(view_rows_, rows_per_block));
+    const int64_t want_y = std::max<int64_t>(1, ceil_div(chunks_per_row_, int64_t(row_threads_) * unroll_));
+    const int64_t gx = std::min(want_x, max_blocks);
+    const int64_t gy = std::clamp<int64_t>(max_blocks / gx, 1, std::min<int64_t>(want_y, 65535));
+    const bool dyn_tensor = d.op == LOWBIT_QOP_DYNAMIC_QUANTIZE;
+    if (dyn_tensor) {
+      // Phase 1: partial ranges into the workspace; phase 2 combines them in
+      // every block and quantizes.
+      const int64_t rx = std::min<int64_t>(gx, kMaxPartials);
+      const int64_t ry = std::clamp<int64_t>(kMaxPartials / rx, 1, gy);
+      num_partials_ = rx * ry;
+      KernelSpec r = base;
+      r.threads = kThreads;
+      r.min_blocks_per_sm = bpsm_;
+      r.constants = constants(0, 1, row_threads_, 1, 1, true);
+      specs_.push_back(std::move(r));
+      grid_[0][0] = unsigned(rx);
+      grid_[0][1] = unsigned(ry);
+    }
+    KernelSpec s = base;
+    s.threads = kThreads;
+    s.min_blocks_per_sm = bpsm_;
+    s.constants = constants(0, dyn_tensor ? 2 : 0, row_threads_, 1, 1, true);
+    specs_.push_back(std::move(s));
+    grid_[specs_.size() - 1][0] = unsigned(gx);
+    grid_[specs_.size() - 1][1] = unsigned(gy);
   }
 
   const char* family() const override { return "quantize"; }
   const std::vector<KernelSpec>& kernels() const override { return specs_; }
+  size_t workspace_size() const override {
+    return size_t(num_partials_) * 2 * size_t(compute_bytes(p_.desc.x_dtype));
+  }
 
-  void run(const RunArgs& args, uint64_t, size_t, const CUfunction* functions, CUstream stream) const override {
+  void run(const RunArgs& args, uint64_t workspace, size_t, const CUfunction* functions, CUstream stream) const override {
     const lowbit_quantize_desc& d = p_.desc;
-    const uint64_t xa = uint64_t(vec_) * dtype_bytes(d.x_dtype);
-    const uint64_t qa = uint64_t(vec_) * dtype_bytes(d.q_dtype);
+    if (p_.numel == 0) return;  // no-op: nothing is read or written, pointers may be NULL
+    const uint64_t xa = x_aligned_ ? std::min<uint64_t>(uint64_t(vec_) * xb_, 16) : uint64_t(xb_);
+    const uint64_t qa = q_aligned_ ? std::clamp<uint64_t>(uint64_t(vec_) * bits_ / 8, 1, 16) : 1;
+    const uint64_t sa = uint64_t(dtype_bytes(d.scale_dtype));
     QuantizeParams k{};
-    const bool quant = d.op == LOWBIT_QOP_QUANTIZE;
-    k.x = args.get(LOWBIT_ARG_X, quant ? "input" : "output", true, xa);
-    k.q = args.get(LOWBIT_ARG_Q, quant ? "output" : "input", true, qa);
-    k.scale = args.get(LOWBIT_ARG_SCALE, "scale", true, dtype_bytes(d.scale_dtype));
-    k.zero_point = args.get(LOWBIT_ARG_ZERO_POINT, "zero point (optional)", false, 4);
-    if (p_.numel == 0) return;
+    switch (d.op) {
+      case LOWBIT_QOP_QUANTIZE:
+        k.x = args.get(LOWBIT_ARG_X, "input", true, xa);
+        k.q = args.get(LOWBIT_ARG_Q, "output", true, qa);
+        k.scale = args.get(LOWBIT_ARG_SCALE, "scale", true, sa);
+        k.zero_point = args.get(LOWBIT_ARG_ZERO_POINT, "zero point (optional)", false, 4);
+        break;
+      case LOWBIT_QOP_DEQUANTIZE:
+        k.q = args.get(LOWBIT_ARG_Q, "input", true, qa);
+        k.x = args.get(LOWBIT_ARG_X, "output", true, xa);
+        k.scale = args.get(LOWBIT_ARG_SCALE, "scale", true, sa);
+        k.zero_point = args.get(LOWBIT_ARG_ZERO_POINT, "zero point (optional)", false, 4);
+        break;
+      case LOWBIT_QOP_QUANTIZE_BACKWARD:
+      case LOWBIT_QOP_FAKE_QUANTIZE_BACKWARD:
+        k.x = args.get(LOWBIT_ARG_X, "saved input", true, xa);
+        k.dy = args.get(LOWBIT_ARG_DY, "upstream gradient", true, xa);
+        k.dx = args.get(LOWBIT_ARG_DX, "gradient output", true, xa);
+        k.scale = args.get(LOWBIT_ARG_SCALE, "scale", true, sa);
+        k.zero_point = args.get(LOWBIT_ARG_ZERO_POINT, "zero point (optional)", false, 4);
+        break;
+      case LOWBIT_QOP_DEQUANTIZE_BACKWARD:
+        k.dy = args.get(LOWBIT_ARG_DY, "upstream gradient", true, xa);
+        k.dx = args.get(LOWBIT_ARG_DX, "gradient output", true, xa);
+        k.scale = args.get(LOWBIT_ARG_SCALE, "scale", true, sa);
+        break;
+      case LOWBIT_QOP_FAKE_QUANTIZE:
+        k.x = args.get(LOWBIT_ARG_X, "input", true, xa);
+        k.y = args.get(LOWBIT_ARG_Y, "output", true, xa);
+        k.scale = args.get(LOWBIT_ARG_SCALE, "scale", true, sa);
+        k.zero_point = args.get(LOWBIT_ARG_ZERO_POINT, "zero point (optional)", false, 4);
+        break;
+      case LOWBIT_QOP_DYNAMIC_QUANTIZE:
+        k.x = args.get(LOWBIT_ARG_X, "input", true, xa);
+        k.q = args.get(LOWBIT_ARG_Q, "output", true, qa);
+        k.scale = args.get(LOWBIT_ARG_SCALE, "scale output", true, sa);
+        k.zero_point = args.get(LOWBIT_ARG_ZERO_POINT,
+                                d.symmetric ? "zero point output (optional: all 0)" : "zero point output", !d.symmetric, 4);
+        break;
+    }
     k.rows = view_rows_;
     k.cols = view_cols_;
-    k.x_row_stride = contiguous_ ? view_cols_ : p_.stride;
+    k.x_row_stride = view_stride_;
+    k.q_row_bytes = view_q_row_bytes_;
     k.chunks_per_row = chunks_per_row_;
-    launch_kernel(functions[0], grid_x_, grid_y_, 1, kThreads, 0, stream, &k);
+    k.ch_inner = std::max<int64_t>(p_.ch_inner, 1);
+    k.ch_count = std::max<int64_t>(p_.ch_count, 1);
+    k.groups_per_row = p_.group > 0 ? p_.cols / p_.group : 1;
+    k.segments = segments_;
+    k.seg_per_row = seg_per_row_;
+    k.seg_len = seg_len_;
+    k.seg_vectors = seg_vectors_;
+    k.num_partials = num_partials_;
+    k.workspace = workspace;
+    for (size_t i = 0; i < specs_.size(); ++i)
+      launch_kernel(functions[i], grid_[i][0], grid_[i][1], 1, unsigned(specs_[i].threads), 0, stream, &k);
   }
 
   std::string describe() const override {
     const lowbit_quantize_desc& d = p_.desc;
-    return JsonObject()
-        .add("op", op_name(d.op))
+    JsonObject o;
+    o.add("op", op_name(d.op))
         .add("scope", scope_name(d.scope))
         .add("x_dtype", dtype_name(d.x_dtype))
         .add("q_dtype", dtype_name(d.q_dtype))
@@ -201,23 +500,46 @@ class QuantizePlan final : public OpPlan {
         .add("cols", p_.cols)
         .add("x_row_stride", p_.stride)
         .add("qmin", p_.qmin)
-        .add("qmax", p_.qmax)
+        .add("qmax", p_.qmax);
+    if (d.scope == LOWBIT_SCOPE_PER_CHANNEL) o.add("axis", int64_t(p_.axis));
+    if (d.scope == LOWBIT_SCOPE_PER_GROUP) o.add("group_size", p_.group);
+    if (d.op == LOWBIT_QOP_DYNAMIC_QUANTIZE) o.add("symmetric", d.symmetric != 0);
+    o.add("scales", p_.num_scales)
+        .add("kernel", segmented_ ? "dynamic_segments" : d.op == LOWBIT_QOP_DYNAMIC_QUANTIZE ? "reduce+elementwise" : "elementwise")
         .add("vector_elements", int64_t(vec_))
+        .add("x_vector_bytes", int64_t(x_aligned_ ? vec_ * xb_ : xb_))
+        .add("q_vector_bytes", int64_t(q_aligned_ ? std::max(1, vec_ * bits_ / 8) : 1))
         .add("vector_narrowed", narrowed_)
+        .add("scale_mode", scale_mode_ == 0   ? "per_row"
+                           : scale_mode_ == 1 ? "per_vector"
+                           : scale_mode_ == 3 ? "per_step"
+                                              : "per_element")
+        .add("fast_quotient", (d.x_dtype == LOWBIT_DTYPE_F16 || d.x_dtype == LOWBIT_DTYPE_BF16) && scale_mode_ != 2)
         .add("alignment", d.alignment)
-        .add("grid", fmt::format("{}x{}", grid_x_, grid_y_))
-        .add("block", int64_t(kThreads))
-        .str();
+        .add("unroll", int64_t(unroll_));
+    if (segmented_) {
+      o.add("segments", segments_).add("segment_length", seg_len_).add("segment_threads", int64_t(seg_threads_))
+          .add("vectors_per_thread", int64_t(per_)).add("single_pass", single_pass_);
+    } else {
+      o.add("row_threads", int64_t(row_threads_));
+      if (num_partials_ > 0) o.add("partials", num_partials_);
+    }
+    std::string grids;
+    for (size_t i = 0; i < specs_.size(); ++i) grids += fmt::format("{}{}x{}", i ? "," : "", grid_[i][0], grid_[i][1]);
+    o.add("grid", grids).add("block", int64_t(block_));
+    return o.str();
   }
 
  private:
   Problem p_;
   std::vector<KernelSpec> specs_;
-  bool contiguous_ = true;
-  bool narrowed_ = false;
-  int vec_ = 1;
-  int64_t view_rows_ = 0, view_cols_ = 0, chunks_per_row_ = 0;
-  unsigned grid_x_ = 1, grid_y_ = 1;
+  int xb_ = 1, bits_ = 8, sm_count_ = 1;
+  bool segmented_ = false, narrowed_ = false, x_aligned_ = true, q_aligned_ = true, single_pass_ = true;
+  int vec_ = 1, unroll_ = 4, scale_mode_ = 0, row_threads_ = 1, block_ = kThreads, bpsm_ = 4;
+  int seg_threads_ = 1, per_ = 1;
+  int64_t view_rows_ = 0, view_cols_ = 0, view_stride_ = 0, view_q_row_bytes_ = 0, chunks_per_row_ = 0;
+  int64_t segments_ = 0, seg_per_row_ = 1, seg_len_ = 0, seg_vectors_ = 0, num_partials_ = 0;
+  unsigned grid_[2][2] = {{1, 1}, {1, 1}};
 };
 
 }  // namespace

@@ -1,0 +1,166 @@
+// quantize_dynamic.cuh - dynamic-range quantize per token and per group, in one
+// pass: each segment (a row, or a group of G elements of a row) is loaded
+// into registers once, its NaN-ignoring range reduced across the kSegThreads
+// threads that hold it, its scale and zero point computed
+// (qmath::dynamic_qparams) and written, and the registers quantized. Segments
+// longer than the registers of their threads (kSinglePass = false) are read
+// twice. Any number of segments: a grid-stride loop, no grid-size limit.
+// Included by quantize.cuh (uses its helpers).
+#pragma once
+
+namespace lowbit {
+namespace qk {
+
+template <typename Cfg>
+LOWBIT_DEVICE void segments(const QuantizeParams& p) {
+  using Kk = K<Cfg>;
+  using XT = typename Kk::XT;
+  using ST = typename Cfg::ST;
+  using C = typename Kk::C;
+  using XVec = typename Kk::XVec;
+  using QVec = typename Kk::QVec;
+  constexpr int kVec = Cfg::kVec;
+  constexpr int kSegT = Cfg::kSegThreads;
+  constexpr int kSegsPerBlock = Cfg::kThreads / kSegT;
+  constexpr int kPer = Cfg::kPer;
+  constexpr int kUnit = Kk::kUnit;
+  static_assert(kSegT <= 32 || kSegT == Cfg::kThreads, "a segment is a part of a warp or the whole block");
+  static_assert(kPer <= 32, "the fixup mask has 32 bits");
+  const int lane = int(threadIdx.x) % kSegT;
+  const int sub = int(threadIdx.x) / kSegT;
+  // The lanes of this segment inside the warp (shuffles stay among them).
+  const uint32_t member =
+      kSegT >= 32 ? 0xffffffffu : (((1u << kSegT) - 1u) << ((int(threadIdx.x) & 31) & ~(kSegT - 1)));
+  const int64_t nvec = p.seg_vectors;
+  const int64_t len = p.seg_len;
+
+  for (int64_t seg = int64_t(blockIdx.x) * kSegsPerBlock + sub; seg < p.segments;
+       seg += int64_t(gridDim.x) * kSegsPerBlock) {
+    int64_t row = seg, col0 = 0;
+    if (p.seg_per_row != 1) {
+      row = seg / p.seg_per_row;
+      col0 = (seg - row * p.seg_per_row) * len;
+    }
+    const XT* xs = ptr<XT>(p.x) + row * p.x_row_stride + col0;
+    uint8_t* qs = mut_ptr<uint8_t>(p.q) + row * p.q_row_bytes + col0 * Cfg::kBits / 8;
+
+    // Pass 1: the range.
+    C mn = C(0), mx = C(0);
+    XVec v[kPer];
+    if constexpr (Cfg::kSinglePass) {
+#pragma unroll
+      for (int k = 0; k < kPer; ++k) {
+        const int64_t vi = lane + int64_t(k) * kSegT;
+        if (vi < nvec) v[k] = load_vec<XT, kVec, Cfg::kXAligned, Cfg::kHints>(xs + vi * kVec);
+      }
+#pragma unroll
+      for (int k = 0; k < kPer; ++k) {
+        const int64_t vi = lane + int64_t(k) * kSegT;
+        if (vi < nvec) {
+#pragma unroll
+          for (int i = 0; i < kVec; ++i) fold_range<Cfg>(C(widen(v[k].v[i])), mn, mx);
+        }
+      }
+    } else {
+      for (int64_t base = lane; base < nvec; base += int64_t(kSegT) * kPer) {
+#pragma unroll
+        for (int k = 0; k < kPer; ++k) {
+          const int64_t vi = base + int64_t(k) * kSegT;
+          if (vi < nvec) v[k] = load_vec<XT, kVec, Cfg::kXAligned, Cfg::kHints>(xs + vi * kVec);
+        }
+#pragma unroll
+        for (int k = 0; k < kPer; ++k) {
+          const int64_t vi = base + int64_t(k) * kSegT;
+          if (vi < nvec) {
+#pragma unroll
+            for (int i = 0; i < kVec; ++i) fold_range<Cfg>(C(widen(v[k].v[i])), mn, mx);
+          }
+        }
+      }
+    }
+#pragma unroll 1
+    for (int64_t j = nvec * kVec + lane; j < len; j += kSegT) fold_range<Cfg>(C(widen(xs[j])), mn, mx);
+    if constexpr (kSegT <= 32) {
+#pragma unroll
+      for (int o = kSegT / 2; o > 0; o >>= 1) {
+        mn = min_num(mn, shfl_xor(mn, o, member));
+        mx = max_num(mx, shfl_xor(mx, o, member));
+      }
+    } else {
+      block_range<Cfg::kThreads>(mn, mx);
+    }
+
+    // The segment's scale and zero point.
+    ST st;
+    C s;
+    int32_t zp;
+    dynamic_qparams<Cfg>(mn, mx, &st, &s, &zp);
+    if (lane == 0) {
+      mut_ptr<ST>(p.scale)[seg] = st;
+      if (p.zero_point != 0) mut_ptr<int32_t>(p.zero_point)[seg] = zp;
+    }
+    const QP<C> a = make_qp<Cfg, C>(s, zp, true);
+
+    // Pass 2: quantize (from the registers, or reloaded), exact fixups after.
+    auto fixup = [&](int64_t vi) {
+#pragma unroll 1
+      for (int e = 0; e < kVec; e += kUnit) {
+        const int64_t pos = vi * kVec + e;
+        uint32_t packed = 0;
+#pragma unroll 1
+        for (int k = 0; k < kUnit; ++k) {
+          const int32_t qv = rint_small_int(quant_exact(C(widen(xs[pos + k])), a)) + a.zp;
+          packed |= Cfg::kBits == 8 ? (uint32_t(qv) & 0xffu) : ((uint32_t(qv) & 15u) << (4 * k));
+        }
+        qs[Cfg::kBits == 8 ? pos : pos / 2] = uint8_t(packed);
+      }
+    };
+    auto quantize_regs = [&](int64_t base) {
+      uint32_t slow = 0;
+#pragma unroll
+      for (int k = 0; k < kPer; ++k) {
+        const int64_t vi = base + int64_t(k) * kSegT;
+        if (vi < nvec) {
+          QVec qo;
+          XVec unused;
+          const bool ok = Kk::template compute<Kk::kFast>(a, v[k], v[k], qo, qo, unused);
+          store_q<Kk::kQBytes, Cfg::kQAligned, Cfg::kHints>(qs + vi * Kk::kQBytes, qo);
+          if constexpr (Kk::kFast) slow |= ok ? 0u : (1u << k);
+        }
+      }
+      if constexpr (Kk::kFast) {
+        if (slow != 0) {
+#pragma unroll 1
+          for (int k = 0; k < kPer; ++k)
+            if ((slow >> k) & 1u) fixup(base + int64_t(k) * kSegT);
+        }
+      }
+    };
+    if constexpr (Cfg::kSinglePass) {
+      quantize_regs(lane);
+    } else {
+      for (int64_t base = lane; base < nvec; base += int64_t(kSegT) * kPer) {
+#pragma unroll
+        for (int k = 0; k < kPer; ++k) {
+          const int64_t vi = base + int64_t(k) * kSegT;
+          if (vi < nvec) v[k] = load_vec<XT, kVec, Cfg::kXAligned, Cfg::kHints>(xs + vi * kVec);
+        }
+        quantize_regs(base);
+      }
+    }
+    // The segment's tail (fewer than kVec elements), exact.
+#pragma unroll 1
+    for (int64_t j = nvec * kVec + int64_t(lane) * kUnit; j < len; j += int64_t(kSegT) * kUnit) {
+      uint32_t packed = 0;
+#pragma unroll 1
+      for (int k = 0; k < kUnit && j + k < len; ++k) {
+        const int32_t qv = rint_small_int(quant_exact(C(widen(xs[j + k])), a)) + a.zp;
+        packed |= Cfg::kBits == 8 ? (uint32_t(qv) & 0xffu) : ((uint32_t(qv) & 15u) << (4 * k));
+      }
+      qs[Cfg::kBits == 8 ? j : j / 2] = uint8_t(packed);
+    }
+  }
+}
+
+}  // namespace qk
+}  // namespace lowbit
