@@ -67,8 +67,10 @@ typedef int32_t lowbit_status;
  * Unknown codes give "unknown lowbit status". Thread-safe. */
 LOWBIT_API const char* lowbit_status_string(lowbit_status status);
 
-/* The calling thread's last failure, in detail. Never NULL ("" if none).
- * Owned by lowbit; valid until this thread's next lowbit call. */
+/* The detailed message of the calling thread's most recent failed call
+ * (successful calls leave it alone, so read it right after a failure).
+ * Never NULL ("" if none). Owned by lowbit; valid until this thread's next
+ * lowbit call. */
 LOWBIT_API const char* lowbit_last_error_message(void);
 
 /* Copies the calling thread's last error message into buf (always
@@ -229,6 +231,16 @@ typedef int32_t lowbit_arg_role;
 #define LOWBIT_ARG_DY          5  /* upstream gradient (backward ops) */
 #define LOWBIT_ARG_DX          6  /* gradient output (backward ops) */
 #define LOWBIT_ARG_Y           7  /* output of fake_quantize */
+/* Weight-only matmul (family 2; see its section for each op's roles): */
+#define LOWBIT_ARG_W           8  /* packed quantized weights (qweight / q) */
+#define LOWBIT_ARG_W_SCALE     9  /* weight scales */
+#define LOWBIT_ARG_W_ZERO     10  /* packed weight zero points (qzeros / zeros) */
+#define LOWBIT_ARG_G_IDX      11  /* int32 [K]: group of each input row (GPTQ act-order) */
+#define LOWBIT_ARG_BIAS       12  /* bias [N], activation dtype */
+#define LOWBIT_ARG_W_NATIVE   13  /* lowbit's native weight buffer (output of repack) */
+/* Not an address: `ptr` holds a row count (family 2: rows of X/Y this run
+ * computes, 1..desc.m; absent or 0 = desc.m). */
+#define LOWBIT_ARG_ROWS       14
 
 typedef struct lowbit_arg {
   lowbit_arg_role role;
@@ -240,6 +252,7 @@ typedef struct lowbit_arg {
  * (prewarm). `desc` points to that family's descriptor struct. */
 typedef int32_t lowbit_op_family;
 #define LOWBIT_FAMILY_QUANTIZE 1  /* desc is a lowbit_quantize_desc* */
+#define LOWBIT_FAMILY_WEIGHT_MATMUL 2  /* desc is a lowbit_wq_matmul_desc* */
 
 typedef struct lowbit_op_desc {
   lowbit_op_family family;
@@ -288,40 +301,83 @@ LOWBIT_API lowbit_status lowbit_prewarm(lowbit_context* context, const lowbit_op
 /* Family 1: elementwise quantization                                        */
 /* ------------------------------------------------------------------------ */
 
+/* Numerics, identical in the kernels and in lowbit_reference_run:
+ *  - Arithmetic is IEEE f32 for f32, f16 and bf16 tensors (16-bit values and
+ *    scales are widened to f32 exactly) and f64 for f64 tensors; X / scale is
+ *    the correctly rounded quotient, rounding to integers is half to even, and
+ *    float results are rounded once to the tensor type (to nearest even).
+ *  - Zero points are clamped into [-2^21, 2^21] before use.
+ *  - Quantize: NaN gives clamp(zero_point, qmin, qmax), +inf qmax, -inf qmin;
+ *    nothing overflows for any input.
+ *  - Float outputs that are NaN are the canonical quiet NaN (f32 0x7fffffff,
+ *    f64 0x7fffffffffffffff, f16 and bf16 0x7fff), except FAKE_QUANTIZE_BACKWARD,
+ *    which copies DY's bits.
+ *  - Scales live in device memory and are used as stored: a zero, negative,
+ *    NaN or infinite scale is not an error (the kernel cannot report one); the
+ *    arithmetic above applies (e.g. x / 0 = +-inf -> qmax / qmin, 0 / 0 = NaN
+ *    -> the zero point). Pass positive finite scales.
+ * Outputs must not overlap inputs. */
 typedef int32_t lowbit_quantize_op;
 /* Q = clamp(round_half_even(X / scale) + zero_point, qmin, qmax).
  * Reads X, SCALE, ZERO_POINT (optional: 0); writes Q. */
 #define LOWBIT_QOP_QUANTIZE             1
 /* X = (Q - zero_point) * scale, computed in f32 (f64 for f64) and rounded to
- * the X type to nearest even. Reads Q, SCALE, ZERO_POINT; writes X. */
+ * the X type to nearest even. Reads Q, SCALE, ZERO_POINT (optional); writes X. */
 #define LOWBIT_QOP_DEQUANTIZE           2
-/* STE backward of quantize: DX = (DY / scale) * 1[qmin < q < qmax], q
- * recomputed from X. Reads X, DY, SCALE, ZERO_POINT; writes DX. */
+/* STE backward of quantize: DX = DY / scale where qmin < q < qmax (strictly),
+ * +0 elsewhere, with q recomputed from X exactly as QUANTIZE does. Reads X, DY,
+ * SCALE, ZERO_POINT (optional); writes DX. */
 #define LOWBIT_QOP_QUANTIZE_BACKWARD    3
-/* Straight-through backward of dequantize: DQ = DY * scale (float output in
- * the X type). Reads DY, SCALE; writes DX. */
+/* Straight-through backward of dequantize: DX = DY * scale (in the X type).
+ * Reads DY, SCALE; writes DX. */
 #define LOWBIT_QOP_DEQUANTIZE_BACKWARD  4
-/* Y = dequantize(quantize(X)) in one pass. Reads X, SCALE, ZERO_POINT; writes Y. */
+/* Y = dequantize(quantize(X)) = (q - zero_point) * scale in one pass. Reads X,
+ * SCALE, ZERO_POINT (optional); writes Y. */
 #define LOWBIT_QOP_FAKE_QUANTIZE        5
-/* DX = DY * 1[qmin <= round(X/scale)+zp <= qmax] (the clip mask of fake
- * quantize). Reads X, DY, SCALE, ZERO_POINT; writes DX. */
+/* DX = DY where qmin <= round_half_even(X / scale) + zero_point <= qmax (the
+ * unclamped value; false for NaN), +0 elsewhere; DY's bits are copied
+ * unchanged. Reads X, DY, SCALE, ZERO_POINT (optional); writes DX. */
 #define LOWBIT_QOP_FAKE_QUANTIZE_BACKWARD 6
-/* Computes scale (and zero point if asymmetric) from the data, writes them to
- * SCALE / ZERO_POINT, and quantizes X into Q, in one launch. */
+/* Computes each scale (and zero point) from the data, writes them to SCALE
+ * (in scale_dtype) and ZERO_POINT, and quantizes X into Q with them, for the
+ * per-tensor, per-token and per-group scopes (per-channel: UNSUPPORTED).
+ * With mn = min(0, min X) and mx = max(0, max X), NaN ignored, in the compute
+ * type:
+ *   symmetric:  scale = RN_scale_dtype(max|X| / min(-qmin, qmax)), zero point 0
+ *               (needs qmin < 0 < qmax: INVALID_PROBLEM otherwise);
+ *   asymmetric: scale = RN_scale_dtype((mx - mn) / (qmax - qmin)),
+ *               zero point = qmin - clamp(round_half_even(mn / scale), qmin - qmax, 0)
+ *               (NaN -> 0), which lies in [qmin, qmax].
+ * A scale that rounds to 0 is replaced by 1. Q is then quantized with the
+ * scale as stored. Reads X; writes Q, SCALE and ZERO_POINT (required when
+ * asymmetric; optional when symmetric, then written as 0). Per-token and
+ * per-group run in one launch (each row or group read once, any number of
+ * rows); per-tensor runs two launches and needs the plan's workspace
+ * (lowbit_plan_workspace_size). Packed output with per-group needs an even
+ * group_size unless the group is the whole row (UNSUPPORTED otherwise). */
 #define LOWBIT_QOP_DYNAMIC_QUANTIZE     7
 
+/* Scopes and the shapes of the SCALE (scale_dtype) and ZERO_POINT (int32)
+ * arrays; a tensor of dims [d0, .., dL] is seen as [rows, cols] with cols = dL
+ * and rows = d0 * .. * d(L-1). */
 typedef int32_t lowbit_quantize_scope;
-#define LOWBIT_SCOPE_PER_TENSOR  1  /* one scale / zero point */
-#define LOWBIT_SCOPE_PER_CHANNEL 2  /* one per index along `axis` */
-#define LOWBIT_SCOPE_PER_TOKEN   3  /* one per row of [rows, cols] */
-#define LOWBIT_SCOPE_PER_GROUP   4  /* one per `group_size` consecutive elements of a row */
+#define LOWBIT_SCOPE_PER_TENSOR  1  /* one scale / zero point: arrays of 1 */
+#define LOWBIT_SCOPE_PER_CHANNEL 2  /* one per index along `axis` (any axis; negative counts from
+                                       the end): arrays of dims[axis] */
+#define LOWBIT_SCOPE_PER_TOKEN   3  /* one per row: arrays of rows */
+#define LOWBIT_SCOPE_PER_GROUP   4  /* one per `group_size` consecutive elements of a row (G must
+                                       divide cols): row-major arrays [rows, cols / G] */
 
 typedef struct lowbit_quantize_desc {
   uint32_t struct_size;        /* sizeof(lowbit_quantize_desc) */
   lowbit_quantize_op op;       /* LOWBIT_QOP_*; default QUANTIZE */
   lowbit_quantize_scope scope; /* LOWBIT_SCOPE_*; default PER_TENSOR */
   lowbit_dtype x_dtype;        /* f32, f64, f16, bf16; default F32 */
-  lowbit_dtype q_dtype;        /* s8, u8 (s4, u4 packed); default S8 */
+  /* s8, u8, or packed s4 / u4: each row of Q is ceil(cols / 2) bytes, element
+   * 2i of the row in the low nibble of byte i and 2i + 1 in the high nibble;
+   * an odd row's last high nibble is written as 0 and ignored when read.
+   * Default S8. */
+  lowbit_dtype q_dtype;
   lowbit_dtype scale_dtype;    /* f32 or x_dtype; default F32 */
   /* Problem shape: `rank` dims (1..4), row-major. Per-token / per-group see it
    * as [rows, cols] with cols = the last dim. Zero-sized dims are a no-op. */
@@ -337,9 +393,15 @@ typedef struct lowbit_quantize_desc {
   int32_t qmin;
   int32_t qmax;
   int32_t symmetric;           /* dynamic quantize: 1 absmax (zp 0), 0 min/max; default 1 */
-  /* Alignment in bytes the caller promises for every pointer passed to run
-   * (1, 2, 4, 8 or 16; default 16, which torch allocations satisfy). The plan
-   * picks its vector width from it; run returns MISALIGNED if broken. */
+  /* Alignment in bytes the caller promises for the tensor pointers X, Q, DY,
+   * DX and Y (1, 2, 4, 8 or 16, at least the X element size; default 16,
+   * which torch allocations satisfy). SCALE and ZERO_POINT need only their
+   * element's natural alignment. The plan picks its vector width from it and
+   * from the row layout, narrowing it where rows would start off a vector
+   * (describe: vector_elements, x_vector_bytes, q_vector_bytes,
+   * vector_narrowed); run returns MISALIGNED for a pointer that breaks the
+   * width chosen. Empty tensors (a zero dim) are a no-op: run reads and
+   * writes nothing and accepts NULL pointers. */
   int32_t alignment;
 } lowbit_quantize_desc;
 
@@ -350,6 +412,121 @@ LOWBIT_API void lowbit_quantize_desc_init(lowbit_quantize_desc* desc);
 LOWBIT_API lowbit_status lowbit_quantize_plan_create(lowbit_context* context,
                                                      const lowbit_quantize_desc* desc,
                                                      lowbit_plan** out);
+
+/* ------------------------------------------------------------------------ */
+/* Family 2: weight-only quantized matmul (W4A16, W8A16)                     */
+/* ------------------------------------------------------------------------ */
+
+/* LOWBIT_WQ_OP_MATMUL computes
+ *
+ *   Y[m, n] = sum_k X[m, k] * w[k, n]  (+ bias[n]),   w[k, n] = (q[k, n] - z[g, n]) * s[g, n]
+ *
+ * with X, Y and bias in act_dtype (f16 or bf16), q the stored 4- or 8-bit
+ * weight, g = k / group_size (g = g_idx[k] with act-order; g = 0 for
+ * per-channel), s the scale and z the zero point (2^(bits-1) when symmetric).
+ * The products of the exact (q - z) with X are accumulated in f32, the scale
+ * is applied in f32 per group, and Y is rounded once to act_dtype (nearest
+ * even). Deterministic: split-K partial sums are reduced in a fixed order by a
+ * second kernel, never with atomics. One exception to "exact weights": GPTQ
+ * act-order read directly rounds each w to act_dtype before the product.
+ * This is the decode path, written for M <= 8 (rows beyond 8 run as further
+ * tiles of 8 that re-read the weights); the tensor-core prefill path is
+ * another issue.
+ *
+ * Storage formats (q, z, s as real checkpoints hold them). Shapes are in
+ * elements, row-major; NG = K / group_size (1 for per-channel):
+ *
+ * LOWBIT_WQ_FORMAT_AWQ: AutoAWQ "GEMM" packing (awq/modules/linear/gemm.py,
+ *   WQLinear_GEMM.from_linear; vLLM's AWQ loader reads the same), 4-bit only.
+ *   W: int32 [K, N/8] (qweight): columns 8j..8j+7 of row k in one int32, the
+ *     nibble at bits 4p holding column 8j + AWQ_ORDER[p], AWQ_ORDER =
+ *     {0, 2, 4, 6, 1, 3, 5, 7} (equivalently column 8j + c sits at nibble
+ *     AWQ_REVERSE_ORDER[c] = {0, 4, 1, 5, 2, 6, 3, 7}[c]).
+ *   W_ZERO: int32 [NG, N/8] (qzeros), packed the same way; z = stored value.
+ *   W_SCALE: [NG, N] (scales).
+ * LOWBIT_WQ_FORMAT_GPTQ: GPTQ packing as GPTQModel's internal "gptq_v2"
+ *   checkpoint_format (zeros stored as is). 4-bit: W int32 [K/8, N] (qweight),
+ *   row k = 8i + j of column n at bits 4j of W[i, n]; W_ZERO int32 [NG, N/8]
+ *   (qzeros), z of column n = 8i + j at bits 4j of W_ZERO[g, i]. 8-bit: four
+ *   per int32 the same ways (W [K/4, N], bits 8j; W_ZERO [NG, N/4]).
+ *   W_SCALE [NG, N]. Optional act-order (desc_act): G_IDX int32 [K] gives the
+ *   group of each row; it must give every group exactly group_size rows, as
+ *   GPTQ's act-order does (g_idx[perm[i]] = i / group_size).
+ * LOWBIT_WQ_FORMAT_GPTQ_V1: the same, with AutoGPTQ's v1 convention (the
+ *   checkpoint_format "gptq" of most published GPTQ checkpoints): the stored
+ *   zero is z - 1, so z = (stored + 1) mod 2^bits.
+ * LOWBIT_WQ_FORMAT_PLAIN: what lowbit's quantize family writes for a per-group
+ *   quantization of the [N, K] (out x in) weight along K: W [N, K] with K
+ *   contiguous, 4-bit packed two per byte (even k in the low nibble, as
+ *   LOWBIT_DTYPE_U4 / S4), 8-bit one per byte; W_SCALE [N, NG]; W_ZERO int32
+ *   [N, NG], each in [0, 2^bits - 1]. Symmetric PLAIN stores signed q
+ *   (S4 / S8 two's complement) and w = q * s. Repack source only.
+ * LOWBIT_WQ_FORMAT_NATIVE: lowbit's own layout, made by LOWBIT_WQ_OP_REPACK
+ *   from any of the above: one buffer (LOWBIT_ARG_W_NATIVE) of
+ *   lowbit_wq_native_bytes() bytes holding the weights in the order the
+ *   kernel's tensor-core fragments want them (each thread's 16-byte load is 32
+ *   weights, a warp's load 512 contiguous bytes, and dequantization a few bit
+ *   operations), then the scales, the zeros, and with act-order the row
+ *   permutation (the K order sorted by group, so each group is contiguous and
+ *   X is permuted instead). Byte layout: kernel_templates/wq_layout.h.
+ * Symmetric (symmetric = 1): z = 2^(bits-1) for every group; W_ZERO is not
+ * read (GPTQ checkpoints of symmetric models store that constant anyway).
+ *
+ * Roles of LOWBIT_WQ_OP_MATMUL: reads X [M, K] (rows x_row_stride apart), W,
+ * W_SCALE, W_ZERO (asymmetric), G_IDX (GPTQ act-order), BIAS (has_bias), or
+ * W_NATIVE alone for the native format; writes Y [M, N] (rows y_row_stride
+ * apart). ROWS optionally runs fewer rows than desc.m with the same plan
+ * (decode batches vary; one plan per layer serves every M <= desc.m, and the
+ * kernel is specialized on the M tile 1, 2, 4 or 8 that covers desc.m).
+ * Workspace: split-K partials (and the permuted X of a native act-order
+ * plan); query lowbit_plan_workspace_size.
+ * Roles of LOWBIT_WQ_OP_REPACK: reads W, W_SCALE, W_ZERO (asymmetric), G_IDX
+ * (act_order) in `format`; writes W_NATIVE (lowbit_wq_native_bytes of the
+ * same descriptor). Deterministic, bit-exact against the CPU reference. */
+typedef int32_t lowbit_wq_op;
+#define LOWBIT_WQ_OP_MATMUL  1  /* Y = X * dequant(W) (+ bias) */
+#define LOWBIT_WQ_OP_REPACK  2  /* W (format) -> W_NATIVE */
+
+typedef int32_t lowbit_wq_format;
+#define LOWBIT_WQ_FORMAT_AWQ      1  /* AutoAWQ GEMM packing */
+#define LOWBIT_WQ_FORMAT_GPTQ     2  /* GPTQ packing, zeros stored as is (GPTQModel v2) */
+#define LOWBIT_WQ_FORMAT_GPTQ_V1  3  /* GPTQ packing, stored zero = z - 1 (AutoGPTQ) */
+#define LOWBIT_WQ_FORMAT_NATIVE   4  /* lowbit's repacked layout */
+#define LOWBIT_WQ_FORMAT_PLAIN    5  /* [N, K] q, [N, NG] scales and zeros (repack source) */
+
+typedef struct lowbit_wq_matmul_desc {
+  uint32_t struct_size;      /* sizeof(lowbit_wq_matmul_desc) */
+  lowbit_wq_op op;           /* LOWBIT_WQ_OP_*; default MATMUL */
+  lowbit_wq_format format;   /* weight format read (repack: the source); default NATIVE */
+  int32_t weight_bits;       /* 4 or 8 (AWQ: 4 only); default 4 */
+  int32_t symmetric;         /* 1: no zero points, z = 2^(bits-1); default 0 */
+  int32_t act_order;         /* 1: GPTQ G_IDX given (native: the buffer holds the permutation); default 0 */
+  int64_t group_size;        /* 32, 64, 128 or 256 rows of K per scale, or -1 per-channel; default 128 */
+  int64_t m;                 /* rows of X and Y (the most a run may use, see LOWBIT_ARG_ROWS); default 1 */
+  int64_t n;                 /* output features: a multiple of 8 */
+  int64_t k;                 /* input features: a multiple of 8 and of group_size */
+  lowbit_dtype act_dtype;    /* X, Y and bias: F16 or BF16; default F16 */
+  lowbit_dtype scale_dtype;  /* W_SCALE: F16 or BF16; default F16 */
+  int32_t has_bias;          /* 1: add BIAS [N]; default 0 */
+  /* Alignment in bytes the caller promises for every pointer passed to run;
+   * the kernels use 16-byte loads and need 16 (the default). */
+  int32_t alignment;
+  int64_t x_row_stride;      /* elements between rows of X; 0 = k. A multiple of 8 */
+  int64_t y_row_stride;      /* elements between rows of Y; 0 = n */
+} lowbit_wq_matmul_desc;
+
+/* Fills defaults (see each field). `desc` must not be NULL. */
+LOWBIT_API void lowbit_wq_matmul_desc_init(lowbit_wq_matmul_desc* desc);
+
+/* Shorthand for lowbit_plan_create with LOWBIT_FAMILY_WEIGHT_MATMUL. */
+LOWBIT_API lowbit_status lowbit_wq_matmul_plan_create(lowbit_context* context,
+                                                      const lowbit_wq_matmul_desc* desc,
+                                                      lowbit_plan** out);
+
+/* Size in bytes of the native weight buffer for the descriptor's weight shape
+ * (n, k, weight_bits, group_size, symmetric, act_order, scale_dtype; the op,
+ * format and activation fields are ignored). Validates those fields. */
+LOWBIT_API lowbit_status lowbit_wq_native_bytes(const lowbit_wq_matmul_desc* desc, uint64_t* bytes);
 
 /* ------------------------------------------------------------------------ */
 /* CPU reference                                                             */

@@ -1,0 +1,336 @@
+// Suite "wq-decode": the weight-only quantized matmul, decode path, on the
+// Llama-3-8B / 70B projection shapes, against the streaming-read ceiling
+// measured in the same run (a read-bound kernel moves every weight byte once)
+// and against cuBLAS fp16 GEMM on the same M, N, K (libcublas is loaded with
+// dlopen here, in the bench only; the library never links it).
+//
+// Timing: decode steps run as CUDA graphs, so each point is a graph of R
+// back-to-back launches (R >= 20, weight sets rotated so that no launch finds
+// its weights in L2: sets x bytes >= 3 x 60 MB), timed with CUDA events around
+// the graph launch; the point is the median over graph runs divided by R.
+// Bytes counted: weights + scales + zeros + X + Y (+ bias).
+//
+// Options (environment): LOWBIT_WQ_SWEEP="cfg1;cfg2;..." also runs the native
+// layout at M = 1 and 8 with each LOWBIT_WQ_CONFIG string (tuning).
+#include <dlfcn.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "common/error.hpp"
+#include "common/json.hpp"
+#include "cuda/driver.hpp"
+#include "harness.hpp"
+
+namespace lowbit::bench {
+
+namespace {
+
+// ---- CUDA graphs (driver entry points not in lowbit's table) --------------
+struct GraphApi {
+  bool ok = false;
+  CUresult (*BeginCapture)(CUstream, CUstreamCaptureMode) = nullptr;
+  CUresult (*EndCapture)(CUstream, CUgraph*) = nullptr;
+  CUresult (*Instantiate)(CUgraphExec*, CUgraph, unsigned long long) = nullptr;
+  CUresult (*Launch)(CUgraphExec, CUstream) = nullptr;
+  CUresult (*ExecDestroy)(CUgraphExec) = nullptr;
+  CUresult (*Destroy)(CUgraph) = nullptr;
+};
+
+const GraphApi& graph_api() {
+  static GraphApi g = [] {
+    GraphApi a;
+    void* h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
+    if (h == nullptr) h = dlopen("libcuda.so.1", RTLD_NOW);
+    if (h == nullptr) return a;
+    a.BeginCapture = reinterpret_cast<decltype(a.BeginCapture)>(dlsym(h, "cuStreamBeginCapture_v2"));
+    a.EndCapture = reinterpret_cast<decltype(a.EndCapture)>(dlsym(h, "cuStreamEndCapture"));
+    a.Instantiate = reinterpret_cast<decltype(a.Instantiate)>(dlsym(h, "cuGraphInstantiateWithFlags"));
+    a.Launch = reinterpret_cast<decltype(a.Launch)>(dlsym(h, "cuGraphLaunch"));
+    a.ExecDestroy = reinterpret_cast<decltype(a.ExecDestroy)>(dlsym(h, "cuGraphExecDestroy"));
+    a.Destroy = reinterpret_cast<decltype(a.Destroy)>(dlsym(h, "cuGraphDestroy"));
+    a.ok = a.BeginCapture && a.EndCapture && a.Instantiate && a.Launch && a.ExecDestroy && a.Destroy;
+    return a;
+  }();
+  return g;
+}
+
+// Median time of one `launch(i)` (i = 0..reps-1), captured R at a time in a
+// graph; falls back to R plain launches between events if capture fails.
+Timing time_batched(const Options& o, int reps, const std::function<void(int)>& launch) {
+  CUstream s = device().stream;
+  const GraphApi& g = graph_api();
+  CUgraphExec exec = nullptr;
+  CUgraph graph = nullptr;
+  if (g.ok && g.BeginCapture(s, CU_STREAM_CAPTURE_MODE_RELAXED) == CUDA_SUCCESS) {
+    bool fine = true;
+    try {
+      for (int i = 0; i < reps; ++i) launch(i);
+    } catch (...) {
+      fine = false;
+    }
+    const CUresult e = g.EndCapture(s, &graph);
+    if (!fine || e != CUDA_SUCCESS || g.Instantiate(&exec, graph, 0) != CUDA_SUCCESS) {
+      if (graph) g.Destroy(graph);
+      graph = nullptr;
+      exec = nullptr;
+    }
+  }
+  Timing t = time_kernel(o, s, [&](int) {
+    if (exec != nullptr) {
+      cu_check(g.Launch(exec, s), "cuGraphLaunch");
+    } else {
+      for (int i = 0; i < reps; ++i) launch(i);
+    }
+  });
+  if (exec) g.ExecDestroy(exec);
+  if (graph) g.Destroy(graph);
+  t.median_us /= reps;
+  t.p10_us /= reps;
+  t.p90_us /= reps;
+  t.min_us /= reps;  // (harness Timing gained min/max; per launch like the rest)
+  t.max_us /= reps;
+  return t;
+}
+
+// ---- cuBLAS, loaded at run time -------------------------------------------
+struct Cublas {
+  bool ok = false;
+  void* handle = nullptr;
+  int (*Create)(void**) = nullptr;
+  int (*SetStream)(void*, CUstream) = nullptr;
+  int (*GemmEx)(void*, int, int, int, int, int, const void*, const void*, int, int, const void*, int, int, const void*,
+                void*, int, int, int, int) = nullptr;
+  std::string from;
+};
+
+Cublas& cublas() {
+  static Cublas c = [] {
+    Cublas b;
+    std::vector<std::string> names;
+    if (const char* e = std::getenv("LOWBIT_CUBLAS")) names.push_back(e);
+    for (const char* n : {"libcublas.so.13", "libcublas.so.12", "/usr/local/cuda/lib64/libcublas.so.13",
+                          "/usr/local/cuda/lib64/libcublas.so.12",
+                          "/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cu13/lib/libcublas.so.13",
+                          "/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cublas/lib/libcublas.so.13",
+                          "/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cublas/lib/libcublas.so.12"})
+      names.push_back(n);
+    void* h = nullptr;
+    for (const std::string& n : names) {
+      h = dlopen(n.c_str(), RTLD_NOW | RTLD_LOCAL);
+      if (h != nullptr) {
+        b.from = n;
+        break;
+      }
+    }
+    if (h == nullptr) {
+      std::printf("wq-decode: cuBLAS not found (set LOWBIT_CUBLAS): no cuBLAS baseline\n");
+      return b;
+    }
+    b.Create = reinterpret_cast<decltype(b.Create)>(dlsym(h, "cublasCreate_v2"));
+    b.SetStream = reinterpret_cast<decltype(b.SetStream)>(dlsym(h, "cublasSetStream_v2"));
+    b.GemmEx = reinterpret_cast<decltype(b.GemmEx)>(dlsym(h, "cublasGemmEx"));
+    if (!b.Create || !b.SetStream || !b.GemmEx || b.Create(&b.handle) != 0) return b;
+    b.SetStream(b.handle, device().stream);
+    b.ok = true;
+    std::printf("wq-decode: cuBLAS from %s\n", b.from.c_str());
+    return b;
+  }();
+  return c;
+}
+
+// cuBLAS fp16 GEMM with f32 compute: Y[M, N] = X[M, K] W[K, N] (row-major),
+// i.e. column-major Y^T[N, M] = W^T[N, K] X^T[K, M]. Returns 0 if unavailable.
+double cublas_us(const Options& o, int64_t m, int64_t n, int64_t k) {
+  Cublas& c = cublas();
+  if (!c.ok) return 0;
+  const size_t w_bytes = size_t(k * n) * 2;
+  const int sets = int(std::clamp<size_t>((size_t(200) << 20) / w_bytes + 1, 2, 24));
+  std::vector<Buffer> ws;
+  for (int i = 0; i < sets; ++i) {
+    ws.emplace_back(w_bytes);
+    ws.back().fill_random_floats(LOWBIT_DTYPE_F16, -1.0f, 1.0f, 7 + i);
+  }
+  Buffer x(size_t(m * k) * 2), y(size_t(m * n) * 2);
+  x.fill_random_floats(LOWBIT_DTYPE_F16, -1.0f, 1.0f, 3);
+  const float alpha = 1.0f, beta = 0.0f;
+  auto run = [&](int i) {
+    const int st = c.GemmEx(c.handle, 0, 0, int(n), int(m), int(k), &alpha, reinterpret_cast<const void*>(ws[i % sets].ptr()),
+                            2 /*CUDA_R_16F*/, int(n), reinterpret_cast<const void*>(x.ptr()), 2, int(k), &beta,
+                            reinterpret_cast<void*>(y.ptr()), 2, int(n), 68 /*CUBLAS_COMPUTE_32F*/, -1 /*DEFAULT*/);
+    if (st != 0) throw Error(LOWBIT_INTERNAL, fmt::format("cublasGemmEx failed: {}", st));
+  };
+  run(0);  // lets cuBLAS set up before capture
+  cu_check(driver().StreamSynchronize(device().stream), "cublas warm-up");
+  const int reps = std::max(sets, 20);
+  return time_batched(o, reps, run).median_us;
+}
+
+struct Shape {
+  int64_t k, n;
+};
+
+const char* fmt_label(lowbit_wq_format f) {
+  return f == LOWBIT_WQ_FORMAT_NATIVE ? "native" : f == LOWBIT_WQ_FORMAT_AWQ ? "awq" : "gptq";
+}
+
+// One point: plan, rotated weight sets, graph timing, a record.
+void run_point(const Options& o, lowbit_wq_format f, lowbit_dtype at, int64_t m, const Shape& s, double cublas,
+               const std::string& tag) {
+  lowbit_wq_matmul_desc d;
+  lowbit_wq_matmul_desc_init(&d);
+  d.format = f;
+  d.weight_bits = 4;
+  d.group_size = 128;
+  d.m = m;
+  d.n = s.n;
+  d.k = s.k;
+  d.act_dtype = at;
+  d.scale_dtype = at;
+  lowbit_plan* plan = nullptr;
+  if (lowbit_wq_matmul_plan_create(lowbit_ctx(), &d, &plan) != LOWBIT_OK)
+    throw Error(LOWBIT_INTERNAL, lowbit_last_error_message());
+  size_t ws_bytes = 0;
+  lowbit_plan_workspace_size(plan, &ws_bytes);
+  const int64_t ng = s.k / 128;
+  size_t w_bytes = 0, s_bytes = size_t(ng * s.n) * 2, z_bytes = size_t(ng * s.n) / 2;
+  if (f == LOWBIT_WQ_FORMAT_NATIVE) {
+    uint64_t b = 0;
+    lowbit_wq_native_bytes(&d, &b);
+    w_bytes = size_t(b);  // the whole native buffer (weights, scales, zeros)
+  } else {
+    w_bytes = size_t(s.k * s.n) / 2;
+  }
+  const size_t set_bytes = w_bytes + (f == LOWBIT_WQ_FORMAT_NATIVE ? 0 : s_bytes + z_bytes);
+  const int sets = int(std::clamp<size_t>((size_t(180) << 20) / set_bytes + 1, 2, 32));
+  std::vector<Buffer> wb, sb, zb;
+  for (int i = 0; i < sets; ++i) {
+    wb.emplace_back(w_bytes);
+    wb.back().fill_random(11 + i);
+    if (f != LOWBIT_WQ_FORMAT_NATIVE) {
+      sb.emplace_back(s_bytes);
+      sb.back().fill_random_floats(at, 0.001f, 0.01f, 31 + i);
+      zb.emplace_back(z_bytes);
+      zb.back().fill_random(51 + i);
+    }
+  }
+  Buffer x(size_t(m * s.k) * 2), y(size_t(m * s.n) * 2), ws(std::max<size_t>(ws_bytes, 16));
+  x.fill_random_floats(at, -1.0f, 1.0f, 5);
+  CUstream stream = device().stream;
+  auto launch = [&](int i) {
+    const int j = i % sets;
+    std::vector<lowbit_arg> args = {{LOWBIT_ARG_X, 0, x.ptr()}, {LOWBIT_ARG_Y, 0, y.ptr()}};
+    if (f == LOWBIT_WQ_FORMAT_NATIVE) {
+      args.push_back({LOWBIT_ARG_W_NATIVE, 0, wb[j].ptr()});
+    } else {
+      args.push_back({LOWBIT_ARG_W, 0, wb[j].ptr()});
+      args.push_back({LOWBIT_ARG_W_SCALE, 0, sb[j].ptr()});
+      args.push_back({LOWBIT_ARG_W_ZERO, 0, zb[j].ptr()});
+    }
+    if (lowbit_plan_run(plan, args.data(), args.size(), ws_bytes ? ws.ptr() : 0, ws_bytes, stream) != LOWBIT_OK)
+      throw Error(LOWBIT_INTERNAL, lowbit_last_error_message());
+  };
+  launch(0);
+  cu_check(driver().StreamSynchronize(stream), "wq warm-up");
+  const int reps = std::max(sets, 20);
+  Timing t = time_batched(o, reps, launch);
+  char desc[8192];
+  size_t len = 0;
+  lowbit_plan_describe(plan, desc, sizeof(desc), &len);
+  std::string dj(desc);
+  std::string cfg;
+  if (size_t p = dj.find("\"config\":"); p != std::string::npos) cfg = dj.substr(p + 9, dj.find('}', p) - p - 8);
+  Record r;
+  r.suite = "wq-decode";
+  r.op = "matmul" + tag;
+  r.format = fmt_label(f);
+  r.dtype = lowbit_dtype_name(at);
+  r.group = 128;
+  r.m = m;
+  r.n = s.n;
+  r.k = s.k;
+  r.t = t;
+  r.bytes = double(set_bytes) + double(m * s.k * 2) + double(m * s.n * 2);
+  r.flops = 2.0 * double(m) * double(s.n) * double(s.k);
+  r.ceiling_name = "read";
+  r.ceiling_gbps = ceilings(o).read_gbps;
+  r.cublas_us = cublas;
+  // Registers of the main kernel, for the notes.
+  std::string regs;
+  for (size_t p = 0; (p = dj.find("\"registers\":", p)) != std::string::npos; p += 12)
+    regs += (regs.empty() ? "" : "/") + dj.substr(p + 12, dj.find(',', p) - p - 12);
+  auto cfg_int = [&](const char* key) { return json_get_int(cfg, key).value_or(-1); };
+  r.config = fmt::format("nb{} u{} st{} w{} s{} regs {}{}", cfg_int("n_blocks_per_cta"), cfg_int("steps_per_unit"),
+                         cfg_int("stages"), cfg_int("warps"), cfg_int("split_k"), regs, tag);
+  r.extra_json = fmt::format("\"plan_config\":{},\"sets\":{},\"reps\":{}", cfg.empty() ? "{}" : cfg, sets, reps);
+  emit(r);
+  lowbit_plan_destroy(plan);
+}
+
+}  // namespace
+
+void suite_wq(const Options& o) {
+  const Shape shapes[] = {{4096, 6144}, {4096, 4096},  {4096, 28672}, {14336, 4096},
+                          {8192, 10240}, {8192, 8192}, {8192, 57344}, {28672, 8192}};
+  std::vector<int64_t> ms = o.m_values;
+  if (ms.empty()) ms = o.quick ? std::vector<int64_t>{1, 8} : std::vector<int64_t>{1, 2, 4, 8};
+  // Compile every plan first, in parallel.
+  {
+    std::vector<lowbit_wq_matmul_desc> descs;
+    for (const Shape& s : shapes)
+      for (lowbit_dtype at : {LOWBIT_DTYPE_F16, LOWBIT_DTYPE_BF16})
+        for (lowbit_wq_format f : {LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_WQ_FORMAT_AWQ, LOWBIT_WQ_FORMAT_GPTQ})
+          for (int64_t m : ms) {
+            lowbit_wq_matmul_desc d;
+            lowbit_wq_matmul_desc_init(&d);
+            d.format = f;
+            d.m = m;
+            d.n = s.n;
+            d.k = s.k;
+            d.act_dtype = at;
+            d.scale_dtype = at;
+            descs.push_back(d);
+          }
+    std::vector<lowbit_op_desc> ops;
+    for (const auto& d : descs) ops.push_back({LOWBIT_FAMILY_WEIGHT_MATMUL, 0, &d});
+    if (lowbit_prewarm(lowbit_ctx(), ops.data(), ops.size(), 0, nullptr) != LOWBIT_OK)
+      throw Error(LOWBIT_INTERNAL, lowbit_last_error_message());
+  }
+  std::printf("wq-decode: W4 g128, time per kernel inside a CUDA graph; %% of the read ceiling %.0f GB/s\n",
+              ceilings(o).read_gbps);
+  // The fixed cost of one launch in a graph: a native plan on a tiny shape.
+  run_point(o, LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_DTYPE_F16, 1, Shape{256, 256}, 0, " (launch floor)");
+  for (const Shape& s : shapes) {
+    std::vector<double> cub;
+    for (int64_t m : ms) cub.push_back(cublas_us(o, m, s.n, s.k));
+    for (size_t mi = 0; mi < ms.size(); ++mi)
+      for (lowbit_dtype at : {LOWBIT_DTYPE_F16, LOWBIT_DTYPE_BF16})
+        for (lowbit_wq_format f : {LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_WQ_FORMAT_AWQ, LOWBIT_WQ_FORMAT_GPTQ})
+          run_point(o, f, at, ms[mi], s, cub[mi], "");
+  }
+  if (const char* sweep = std::getenv("LOWBIT_WQ_SWEEP"); sweep != nullptr && *sweep != 0) {
+    std::string all(sweep);
+    size_t pos = 0;
+    while (pos <= all.size()) {
+      size_t end = all.find(';', pos);
+      if (end == std::string::npos) end = all.size();
+      const std::string cfg = all.substr(pos, end - pos);
+      pos = end + 1;
+      if (cfg.empty()) continue;
+      const std::string fmt_cfg = cfg.substr(0, cfg.find(':'));
+      const std::string which = cfg.find(':') == std::string::npos ? "native" : cfg.substr(cfg.find(':') + 1);
+      setenv("LOWBIT_WQ_CONFIG", fmt_cfg.c_str(), 1);
+      const lowbit_wq_format f =
+          which == "awq" ? LOWBIT_WQ_FORMAT_AWQ : which == "gptq" ? LOWBIT_WQ_FORMAT_GPTQ : LOWBIT_WQ_FORMAT_NATIVE;
+      for (const Shape& s : shapes)
+        for (int64_t m : {int64_t(1), int64_t(8)}) run_point(o, f, LOWBIT_DTYPE_BF16, m, s, 0, " [" + fmt_cfg + "]");
+      unsetenv("LOWBIT_WQ_CONFIG");
+    }
+  }
+}
+
+}  // namespace lowbit::bench
