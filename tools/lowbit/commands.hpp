@@ -27,6 +27,7 @@ extern const Command kInfoCommand;
 extern const Command kPrewarmCommand;
 extern const Command kCacheCommand;
 extern const Command kSelftestCommand;
+extern const Command kBenchCommand;
 
 // Prints "lowbit NAME: MESSAGE" and the command's usage to stderr; returns
 // kExitUsage.

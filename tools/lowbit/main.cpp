@@ -18,6 +18,7 @@ constexpr const Command* kCommands[] = {
     &lowbit::cli::kPrewarmCommand,
     &lowbit::cli::kCacheCommand,
     &lowbit::cli::kSelftestCommand,
+    &lowbit::cli::kBenchCommand,
 };
 
 void print_usage(std::FILE* out) {
@@ -25,7 +26,7 @@ void print_usage(std::FILE* out) {
                "usage: lowbit <command> [options]\n"
                "\n"
                "JIT-compiled low-bit quantization kernels: inspect the setup, prewarm and manage\n"
-               "the kernel cache, check the GPU kernels against the CPU reference.\n"
+               "the kernel cache, check the GPU kernels against the CPU reference, benchmark them.\n"
                "\n"
                "commands:\n");
   for (const Command* c : kCommands) std::fprintf(out, "  %-10s %s\n", c->name, c->summary);
