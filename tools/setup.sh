@@ -46,6 +46,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# The benchmark plots (tools/plot_bench.py) and their CPU test use matplotlib.
+if [ "$job" = test ] && ! python3 -c "import matplotlib" >/dev/null 2>&1; then
+  python3 -m pip install -q matplotlib || echo "lowbit: matplotlib not installed: the plot test will be skipped"
+fi
+
 # --- build ---------------------------------------------------------------------
 if [ ! -f build/build.ninja ]; then
   meson setup build --buildtype=release
