@@ -10,7 +10,7 @@ the common indentation, the lines between "--- snippet begin ---" and
 "--- snippet end ---" in that file (the marker lines excluded). Prints
 "N passed, N failed, 0 skipped".
 
-    python3 capi/check_snippets.py [MARKDOWN...]   (default: capi/BINDINGS.md)
+    python3 capi/check_snippets.py [MARKDOWN...]   (default: README.md)
 """
 import os
 import re
@@ -51,7 +51,7 @@ def markdown_snippets(md_path):
 
 
 def main(argv):
-    files = argv or [os.path.join(ROOT, "capi", "BINDINGS.md")]
+    files = argv or [os.path.join(ROOT, "README.md")]
     passed = failed = 0
     for md in files:
         found = 0

@@ -9,7 +9,7 @@
 # BUILD_DIR must be built already (ninja -C BUILD_DIR): it is installed as is,
 # with --no-rebuild.
 #
-# "docs" checks that capi/BINDINGS.md shows the snippets the tests run.
+# "docs" checks that README.md shows the snippets the tests run.
 # For each language it prints "bindings-<lang>: N passed, N failed, N skipped"
 # (and appends that line to $LOWBIT_TEST_SUMMARY if set); each runs with
 # LOWBIT_CACHE_DIR set to a fresh directory. Exits non-zero if anything failed.
@@ -208,7 +208,7 @@ run_python() {
 run_docs() {
   need docs python3 || return
   local log="$work/docs.log" rc
-  echo "== docs: BINDINGS.md snippets are the tested ones"
+  echo "== docs: README.md snippets are the tested ones"
   python3 "$src/capi/check_snippets.py" >"$log" 2>&1
   rc=$?
   show_failure "$rc" "$log"

@@ -214,7 +214,7 @@ void test_reference() {
   CHECK(missing.status() == LOWBIT_INVALID_ARGUMENT);
 }
 
-// The C++ snippet of capi/BINDINGS.md.
+// The C++ snippet of README.md.
 void test_readme_snippet() {
   TempDir dir;
   const std::string cache_dir = dir.path.string();

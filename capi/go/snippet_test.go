@@ -1,6 +1,6 @@
 package lowbit_test
 
-// The Go snippet of capi/BINDINGS.md, run by `go test`.
+// The Go snippet of README.md, run by `go test`.
 
 import (
 	"errors"

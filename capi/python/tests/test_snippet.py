@@ -1,4 +1,4 @@
-"""The Python snippet of capi/BINDINGS.md, run as a test."""
+"""The Python snippet of README.md, run as a test."""
 import unittest
 
 from .support import cache_dir

@@ -1,4 +1,4 @@
-// The Rust snippet of capi/BINDINGS.md, run by `cargo test`.
+// The Rust snippet of README.md, run by `cargo test`.
 mod common;
 
 #[test]
