@@ -1,10 +1,11 @@
 // Suite "wq-decode": the weight-only quantized matmul, decode path, on the
 // Llama-3-8B / 70B projection shapes, against the streaming-read ceiling
 // measured in the same run (a read-bound kernel moves every weight byte once)
-// and against cuBLAS fp16 GEMM on the same M, N, K (libcublas is loaded with
-// dlopen here, in the bench only; the library never links it).
+// and against cuBLAS fp16 GEMM on the same M, N, K (the harness's
+// cublas_gemm_us: libcublas loaded with dlopen by the bench only).
 //
-// Timing: decode steps run as CUDA graphs, so each point is a graph of R
+// Timing (the harness's time_kernel_graph): decode steps run as CUDA graphs,
+// so each point is a graph of R
 // back-to-back launches (R >= 20, weight sets rotated so that no launch finds
 // its weights in L2: sets x bytes >= 3 x 60 MB), timed with CUDA events around
 // the graph launch; the point is the median over graph runs divided by R.
@@ -12,7 +13,6 @@
 //
 // Options (environment): LOWBIT_WQ_SWEEP="cfg1;cfg2;..." also runs the native
 // layout at M = 1 and 8 with each LOWBIT_WQ_CONFIG string (tuning).
-#include <dlfcn.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -29,146 +29,6 @@
 namespace lowbit::bench {
 
 namespace {
-
-// ---- CUDA graphs (driver entry points not in lowbit's table) --------------
-struct GraphApi {
-  bool ok = false;
-  CUresult (*BeginCapture)(CUstream, CUstreamCaptureMode) = nullptr;
-  CUresult (*EndCapture)(CUstream, CUgraph*) = nullptr;
-  CUresult (*Instantiate)(CUgraphExec*, CUgraph, unsigned long long) = nullptr;
-  CUresult (*Launch)(CUgraphExec, CUstream) = nullptr;
-  CUresult (*ExecDestroy)(CUgraphExec) = nullptr;
-  CUresult (*Destroy)(CUgraph) = nullptr;
-};
-
-const GraphApi& graph_api() {
-  static GraphApi g = [] {
-    GraphApi a;
-    void* h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
-    if (h == nullptr) h = dlopen("libcuda.so.1", RTLD_NOW);
-    if (h == nullptr) return a;
-    a.BeginCapture = reinterpret_cast<decltype(a.BeginCapture)>(dlsym(h, "cuStreamBeginCapture_v2"));
-    a.EndCapture = reinterpret_cast<decltype(a.EndCapture)>(dlsym(h, "cuStreamEndCapture"));
-    a.Instantiate = reinterpret_cast<decltype(a.Instantiate)>(dlsym(h, "cuGraphInstantiateWithFlags"));
-    a.Launch = reinterpret_cast<decltype(a.Launch)>(dlsym(h, "cuGraphLaunch"));
-    a.ExecDestroy = reinterpret_cast<decltype(a.ExecDestroy)>(dlsym(h, "cuGraphExecDestroy"));
-    a.Destroy = reinterpret_cast<decltype(a.Destroy)>(dlsym(h, "cuGraphDestroy"));
-    a.ok = a.BeginCapture && a.EndCapture && a.Instantiate && a.Launch && a.ExecDestroy && a.Destroy;
-    return a;
-  }();
-  return g;
-}
-
-// Median time of one `launch(i)` (i = 0..reps-1), captured R at a time in a
-// graph; falls back to R plain launches between events if capture fails.
-Timing time_batched(const Options& o, int reps, const std::function<void(int)>& launch) {
-  CUstream s = device().stream;
-  const GraphApi& g = graph_api();
-  CUgraphExec exec = nullptr;
-  CUgraph graph = nullptr;
-  if (g.ok && g.BeginCapture(s, CU_STREAM_CAPTURE_MODE_RELAXED) == CUDA_SUCCESS) {
-    bool fine = true;
-    try {
-      for (int i = 0; i < reps; ++i) launch(i);
-    } catch (...) {
-      fine = false;
-    }
-    const CUresult e = g.EndCapture(s, &graph);
-    if (!fine || e != CUDA_SUCCESS || g.Instantiate(&exec, graph, 0) != CUDA_SUCCESS) {
-      if (graph) g.Destroy(graph);
-      graph = nullptr;
-      exec = nullptr;
-    }
-  }
-  Timing t = time_kernel(o, s, [&](int) {
-    if (exec != nullptr) {
-      cu_check(g.Launch(exec, s), "cuGraphLaunch");
-    } else {
-      for (int i = 0; i < reps; ++i) launch(i);
-    }
-  });
-  if (exec) g.ExecDestroy(exec);
-  if (graph) g.Destroy(graph);
-  t.median_us /= reps;
-  t.p10_us /= reps;
-  t.p90_us /= reps;
-  t.min_us /= reps;  // (harness Timing gained min/max; per launch like the rest)
-  t.max_us /= reps;
-  return t;
-}
-
-// ---- cuBLAS, loaded at run time -------------------------------------------
-struct Cublas {
-  bool ok = false;
-  void* handle = nullptr;
-  int (*Create)(void**) = nullptr;
-  int (*SetStream)(void*, CUstream) = nullptr;
-  int (*GemmEx)(void*, int, int, int, int, int, const void*, const void*, int, int, const void*, int, int, const void*,
-                void*, int, int, int, int) = nullptr;
-  std::string from;
-};
-
-Cublas& cublas() {
-  static Cublas c = [] {
-    Cublas b;
-    std::vector<std::string> names;
-    if (const char* e = std::getenv("LOWBIT_CUBLAS")) names.push_back(e);
-    for (const char* n : {"libcublas.so.13", "libcublas.so.12", "/usr/local/cuda/lib64/libcublas.so.13",
-                          "/usr/local/cuda/lib64/libcublas.so.12",
-                          "/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cu13/lib/libcublas.so.13",
-                          "/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cublas/lib/libcublas.so.13",
-                          "/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cublas/lib/libcublas.so.12"})
-      names.push_back(n);
-    void* h = nullptr;
-    for (const std::string& n : names) {
-      h = dlopen(n.c_str(), RTLD_NOW | RTLD_LOCAL);
-      if (h != nullptr) {
-        b.from = n;
-        break;
-      }
-    }
-    if (h == nullptr) {
-      std::printf("wq-decode: cuBLAS not found (set LOWBIT_CUBLAS): no cuBLAS baseline\n");
-      return b;
-    }
-    b.Create = reinterpret_cast<decltype(b.Create)>(dlsym(h, "cublasCreate_v2"));
-    b.SetStream = reinterpret_cast<decltype(b.SetStream)>(dlsym(h, "cublasSetStream_v2"));
-    b.GemmEx = reinterpret_cast<decltype(b.GemmEx)>(dlsym(h, "cublasGemmEx"));
-    if (!b.Create || !b.SetStream || !b.GemmEx || b.Create(&b.handle) != 0) return b;
-    b.SetStream(b.handle, device().stream);
-    b.ok = true;
-    std::printf("wq-decode: cuBLAS from %s\n", b.from.c_str());
-    return b;
-  }();
-  return c;
-}
-
-// cuBLAS fp16 GEMM with f32 compute: Y[M, N] = X[M, K] W[K, N] (row-major),
-// i.e. column-major Y^T[N, M] = W^T[N, K] X^T[K, M]. Returns 0 if unavailable.
-double cublas_us(const Options& o, int64_t m, int64_t n, int64_t k) {
-  Cublas& c = cublas();
-  if (!c.ok) return 0;
-  const size_t w_bytes = size_t(k * n) * 2;
-  const int sets = int(std::clamp<size_t>((size_t(200) << 20) / w_bytes + 1, 2, 24));
-  std::vector<Buffer> ws;
-  for (int i = 0; i < sets; ++i) {
-    ws.emplace_back(w_bytes);
-    ws.back().fill_random_floats(LOWBIT_DTYPE_F16, -1.0f, 1.0f, 7 + i);
-  }
-  Buffer x(size_t(m * k) * 2), y(size_t(m * n) * 2);
-  x.fill_random_floats(LOWBIT_DTYPE_F16, -1.0f, 1.0f, 3);
-  const float alpha = 1.0f, beta = 0.0f;
-  auto run = [&](int i) {
-    const int st = c.GemmEx(c.handle, 0, 0, int(n), int(m), int(k), &alpha, reinterpret_cast<const void*>(ws[i % sets].ptr()),
-                            2 /*CUDA_R_16F*/, int(n), reinterpret_cast<const void*>(x.ptr()), 2, int(k), &beta,
-                            reinterpret_cast<void*>(y.ptr()), 2, int(n), 68 /*CUBLAS_COMPUTE_32F*/, -1 /*DEFAULT*/);
-    if (st != 0) throw Error(LOWBIT_INTERNAL, fmt::format("cublasGemmEx failed: {}", st));
-  };
-  run(0);  // lets cuBLAS set up before capture
-  cu_check(driver().StreamSynchronize(device().stream), "cublas warm-up");
-  const int reps = std::max(sets, 20);
-  return time_batched(o, reps, run).median_us;
-}
 
 struct Shape {
   int64_t k, n;
@@ -237,7 +97,7 @@ void run_point(const Options& o, lowbit_wq_format f, lowbit_dtype at, int64_t m,
   launch(0);
   cu_check(driver().StreamSynchronize(stream), "wq warm-up");
   const int reps = std::max(sets, 20);
-  Timing t = time_batched(o, reps, launch);
+  Timing t = time_kernel_graph(o, device().stream, reps, launch);
   char desc[8192];
   size_t len = 0;
   lowbit_plan_describe(plan, desc, sizeof(desc), &len);
@@ -306,7 +166,7 @@ void suite_wq(const Options& o) {
   run_point(o, LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_DTYPE_F16, 1, Shape{256, 256}, 0, " (launch floor)");
   for (const Shape& s : shapes) {
     std::vector<double> cub;
-    for (int64_t m : ms) cub.push_back(cublas_us(o, m, s.n, s.k));
+    for (int64_t m : ms) cub.push_back(cublas_gemm_us(o, m, s.n, s.k, LOWBIT_DTYPE_F16));
     for (size_t mi = 0; mi < ms.size(); ++mi)
       for (lowbit_dtype at : {LOWBIT_DTYPE_F16, LOWBIT_DTYPE_BF16})
         for (lowbit_wq_format f : {LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_WQ_FORMAT_AWQ, LOWBIT_WQ_FORMAT_GPTQ})
