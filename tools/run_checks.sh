@@ -1,0 +1,367 @@
+#!/usr/bin/env bash
+# Reliability checks of lowbit: sanitizers, fuzzing, a concurrency soak and a
+# leak check. Each check prints "<name>: N passed, N failed, N skipped" and
+# appends it to $LOWBIT_TEST_SUMMARY when that is set (the file
+# tools/run_tests.sh totals), so CI can add these lines to its count.
+#
+#   tools/run_checks.sh [BUILD_DIR | BUILD_ROOT] [CHECK...]
+#
+# Given a Meson build directory (tools/run_tests.sh --checks passes its own,
+# e.g. `build`), that is the release build used by the soak and the leak
+# check, and the build directories below are made next to it (in its parent).
+# Given any other directory (BUILD_ROOT, default: the repository root), they
+# are made inside it and the release build is BUILD_ROOT/build (configured
+# and built here if missing); $LOWBIT_RELEASE_BUILD overrides either.
+# The build directories this script creates and reuses (ninja rebuilds only
+# what changed):
+#   build-asan    gcc, -Db_sanitize=address,undefined: the unit suite
+#   build-tsan    gcc, -Db_sanitize=thread: the threaded cache tests
+#   build-fuzz    clang, ASan+UBSan+fuzzer-no-link core library, and in
+#                 build-fuzz/targets the libFuzzer targets of tests/fuzz/
+#   build-checks  the soak worker and leak checker (plain g++ on the
+#                 release and ASan core libraries)
+#
+# CHECKs (default: all, in this order):
+#   asan   unit suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#          (+ LeakSanitizer); any report is fatal          -> asan-unit
+#   tsan   the threaded unit tests under ThreadSanitizer    -> tsan-threads
+#   fuzz   each libFuzzer target for $LOWBIT_FUZZ_SECONDS (default 60)
+#                                                           -> fuzz-<target>
+#   soak   $LOWBIT_SOAK_PROCS (8) processes x $LOWBIT_SOAK_THREADS (8)
+#          threads on one cache dir for $LOWBIT_SOAK_SECONDS (30) -> soak
+#   leak   $LOWBIT_LEAK_CYCLES (10000) plan create/destroy cycles etc.,
+#          under LSan (ASan build) and with heap/RSS growth checked
+#          (release build)                                  -> leak-asan, leak-release
+#
+# Exit status: 0 when every check passed, 1 otherwise. Needs: meson, ninja,
+# g++, clang++ with libFuzzer (Debian: clang, libclang-rt-14-dev or the
+# clang package's own runtime), python3, the CUDA toolkit headers.
+set -uo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+arg=$(realpath -m "${1:-$repo}")
+[ $# -gt 0 ] && shift
+if [ -f "$arg/build.ninja" ]; then
+  build_root=$(dirname "$arg"); default_release=$arg
+else
+  build_root=$arg; default_release=$arg/build
+fi
+checks=("$@")
+[ ${#checks[@]} -eq 0 ] && checks=(asan tsan fuzz soak leak)
+for c in "${checks[@]}"; do
+  case "$c" in asan|tsan|fuzz|soak|leak) ;; *) echo "run_checks: unknown check '$c' (asan tsan fuzz soak leak)" >&2; exit 2 ;; esac
+done
+
+fuzz_seconds=${LOWBIT_FUZZ_SECONDS:-60}
+soak_seconds=${LOWBIT_SOAK_SECONDS:-30}
+soak_procs=${LOWBIT_SOAK_PROCS:-8}
+soak_threads=${LOWBIT_SOAK_THREADS:-8}
+leak_cycles=${LOWBIT_LEAK_CYCLES:-10000}
+release=$(realpath -m "${LOWBIT_RELEASE_BUILD:-$default_release}")
+
+cuda_home=""
+for c in "${CUDA_HOME:-}" "${CUDA_PATH:-}" /usr/local/cuda; do
+  if [ -n "$c" ] && [ -f "$c/include/cuda.h" ]; then cuda_home=$c; break; fi
+done
+if [ -z "$cuda_home" ]; then echo "run_checks: the CUDA toolkit headers were not found (set CUDA_HOME)" >&2; exit 2; fi
+export CUDA_HOME=$cuda_home
+
+mkdir -p "$build_root"
+logs="$build_root/build-checks/logs"
+mkdir -p "$logs"
+overall=0
+started=$(date +%s)
+declare -a timings=()
+
+# record NAME RC LOG: prints and appends "NAME: N passed, N failed, N skipped",
+# taken from the log when the check printed it, else derived from RC. A
+# non-zero RC with no failure counted (a crash, a sanitizer report at exit,
+# a timeout) counts as one failure.
+record() {
+  local name=$1 rc=$2 log=$3 line p f s
+  line=$(grep -E "^$name: [0-9]+ passed, [0-9]+ failed" "$log" 2>/dev/null | tail -1)
+  if [ -n "$line" ]; then
+    p=$(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$line")
+    f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")
+    s=$(sed -nE 's/.* ([0-9]+) skipped.*/\1/p' <<<"$line"); s=${s:-0}
+  elif [ "$rc" -eq 0 ]; then p=1; f=0; s=0
+  else p=0; f=0; s=0
+  fi
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+  line="$name: $p passed, $f failed, $s skipped"
+  echo "$line"
+  if [ -n "${LOWBIT_TEST_SUMMARY:-}" ]; then echo "$line" >>"$LOWBIT_TEST_SUMMARY"; fi
+  if [ "$f" -ne 0 ]; then overall=1; fi
+}
+
+# timed LABEL CMD...: runs CMD, notes its duration.
+timed() {
+  local label=$1 t0 rc
+  shift
+  t0=$(date +%s)
+  "$@"
+  rc=$?
+  timings+=("$label $(( $(date +%s) - t0 ))s")
+  return $rc
+}
+
+# meson_build DIR TARGETS... -- SETUP_ARGS...: configures DIR once, then
+# builds only the named targets (ninja rebuilds what changed).
+meson_build() {
+  local dir=$1 targets=() setup=()
+  shift
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do targets+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  setup=("$@")
+  if [ ! -f "$dir/build.ninja" ]; then
+    echo "run_checks: meson setup $dir ${setup[*]}"
+    meson setup "$dir" "$repo" "${setup[@]}" >"$logs/setup-$(basename "$dir").log" 2>&1 || {
+      cat "$logs/setup-$(basename "$dir").log"; return 1; }
+  fi
+  ninja -C "$dir" "${targets[@]}" >"$logs/ninja-$(basename "$dir").log" 2>&1 || {
+    tail -50 "$logs/ninja-$(basename "$dir").log"; return 1; }
+}
+
+core_includes=(-I"$repo/src" -I"$repo/include" -I"$repo/kernel_templates" -I"$repo/tools/lowbit"
+               -isystem "$cuda_home/include" -DFMT_HEADER_ONLY=1)
+
+# The non-Meson binaries of the checks, built by a generated ninja file so
+# that header changes are tracked (depfiles) and nothing is rebuilt needlessly.
+# write_ninja FILE: one rule per compiler; edges added by `edge`.
+ninja_file=""
+ninja_begin() {
+  ninja_file=$1
+  mkdir -p "$(dirname "$ninja_file")"
+  {
+    echo "# generated by tools/run_checks.sh; do not edit"
+    echo "rule link"
+    echo "  command = \$cxx \$flags -MD -MF \$out.d \$in \$libs -o \$out"
+    echo "  depfile = \$out.d"
+    echo "  deps = gcc"
+    echo "  description = LINK \$out"
+  } >"$ninja_file.new"
+}
+# edge OUT CXX "FLAGS" "LIBS" SOURCES...: a binary compiled and linked in one step.
+edge() {
+  local out=$1 cxx=$2 flags=$3 libs=$4
+  shift 4
+  local implicit=""
+  for l in $libs; do case "$l" in /*.a) implicit+=" $l" ;; esac; done
+  {
+    echo "build $out: link $* |$implicit"
+    echo "  cxx = $cxx"
+    echo "  flags = $flags"
+    echo "  libs = $libs"
+  } >>"$ninja_file.new"
+}
+ninja_end() {
+  # Keep the file (and ninja's state) when unchanged.
+  if ! cmp -s "$ninja_file.new" "$ninja_file"; then mv "$ninja_file.new" "$ninja_file"; else rm -f "$ninja_file.new"; fi
+  ninja -f "$(basename "$ninja_file")" -C "$(dirname "$ninja_file")" "$@"
+}
+
+# ---------------------------------------------------------------------------
+# (a) ASan + UBSan: the unit suite (as in CI: the exhaustive NVRTC test runs
+# only with LOWBIT_EXHAUSTIVE=1).
+check_asan() {
+  local b="$build_root/build-asan" log="$logs/asan-unit.log" rc
+  echo "== asan: unit suite under ASan + UBSan ($b)"
+  timed asan-build meson_build "$b" tests/unit/test_unit -- \
+    -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized || {
+    echo "asan-unit: build failed" >"$log"; record asan-unit 1 "$log"; return; }
+  (
+    cd "$b/tests/unit" &&
+    ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:print_stacktrace=1:check_initialization_order=1:detect_stack_use_after_return=1" \
+    LSAN_OPTIONS="suppressions=$repo/tests/sanitizers/lsan.supp:print_suppressions=0" \
+    UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:suppressions=$repo/tests/sanitizers/ubsan.supp" \
+    LOWBIT_TEST_SUITE_NAME=asan-unit LOWBIT_TEST_SUMMARY= \
+    LOWBIT_BUILD_DIR="$b" LOWBIT_SOURCE_DIR="$repo" \
+    timeout 2400 ./test_unit
+  ) >"$log" 2>&1
+  rc=$?
+  grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:|SUMMARY: " "$log" | head -20
+  record asan-unit $rc "$log"
+}
+
+# ---------------------------------------------------------------------------
+# (b) TSan: the threaded tests. doctest filters by name: these patterns pick
+# every test case that runs lowbit on several threads at once (listed in the
+# log), in tests/unit/test_kernel_cache.cpp, test_disk_store.cpp,
+# test_capi.cpp and test_faults.cpp.
+tsan_filter='*16 threads*,*16 contexts*,*concurrent*,*several threads*,*per thread*,*prewarm compiles*'
+check_tsan() {
+  local b="$build_root/build-tsan" log="$logs/tsan-threads.log" rc
+  echo "== tsan: threaded tests under ThreadSanitizer ($b)"
+  timed tsan-build meson_build "$b" tests/unit/test_unit -- \
+    -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debugoptimized || {
+    echo "tsan-threads: build failed" >"$log"; record tsan-threads 1 "$log"; return; }
+  (
+    cd "$b/tests/unit" &&
+    echo "test cases selected by -tc=\"$tsan_filter\":" &&
+    { ./test_unit -ltc -tc="$tsan_filter" | grep -v -E "^(\[doctest\]|=+$)" | sed 's/^/  /'; true; } &&
+    TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:ignore_noninstrumented_modules=1:suppressions=$repo/tests/sanitizers/tsan.supp" \
+    LOWBIT_TEST_SUITE_NAME=tsan-threads LOWBIT_TEST_SUMMARY= \
+    LOWBIT_BUILD_DIR="$b" LOWBIT_SOURCE_DIR="$repo" \
+    timeout 1800 ./test_unit -tc="$tsan_filter"
+  ) >"$log" 2>&1
+  rc=$?
+  sed -n '/^test cases selected/,/^\[doctest\] doctest version/p' "$log" | grep -v "doctest version"
+  grep -E "WARNING: ThreadSanitizer|SUMMARY: " "$log" | head -20
+  record tsan-threads $rc "$log"
+}
+
+# ---------------------------------------------------------------------------
+# (c) libFuzzer targets
+fuzz_targets=(plan_create cache_entry manifest)
+check_fuzz() {
+  local b="$build_root/build-fuzz" t
+  echo "== fuzz: libFuzzer targets, ${fuzz_seconds}s each ($b)"
+  local clangxx
+  clangxx=$(command -v clang++ || true)
+  if [ -z "$clangxx" ]; then
+    echo "fuzz: clang++ not found" >"$logs/fuzz.log"
+    for t in "${fuzz_targets[@]}"; do record "fuzz-$t" 1 "$logs/fuzz.log"; done
+    return
+  fi
+  local san="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+  if ! CC=clang CXX=clang++ timed fuzz-build-core meson_build "$b" src/liblowbit_core.a -- \
+      -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized -Dtests=false \
+      "-Dcpp_args=-fsanitize=fuzzer-no-link -fno-sanitize-recover=all"; then
+    echo "fuzz: core build failed" >"$logs/fuzz.log"
+    for t in "${fuzz_targets[@]}"; do record "fuzz-$t" 1 "$logs/fuzz.log"; done
+    return
+  fi
+  local core="$b/src/liblowbit_core.a"
+  local flags="-std=c++20 -g -O1 $san ${core_includes[*]} -I$b/include"
+  local manifest_srcs="$repo/tools/lowbit/manifest.cpp $repo/tools/lowbit/default_manifest.cpp"
+  ninja_begin "$b/targets/build.ninja"
+  for t in "${fuzz_targets[@]}"; do
+    local extra=""
+    [ "$t" = manifest ] && extra=$manifest_srcs
+    edge "fuzz_$t" clang++ "$flags -fsanitize=fuzzer" "$core -ldl -lpthread" "$repo/tests/fuzz/fuzz_$t.cpp" $extra
+  done
+  edge make_corpus clang++ "$flags -fsanitize=fuzzer-no-link" "$core -ldl -lpthread" \
+    "$repo/tests/fuzz/make_corpus.cpp" $manifest_srcs
+  if ! timed fuzz-build-targets ninja_end >"$logs/ninja-fuzz-targets.log" 2>&1; then
+    tail -40 "$logs/ninja-fuzz-targets.log"
+    for t in "${fuzz_targets[@]}"; do record "fuzz-$t" 1 "$logs/ninja-fuzz-targets.log"; done
+    return
+  fi
+  # Fresh seeds matching today's struct layouts, plus the checked-in corpus
+  # (seeds and the inputs of past crashes), plus what earlier runs found.
+  rm -rf "$b/seeds"
+  ASAN_OPTIONS=detect_leaks=0 "$b/targets/make_corpus" "$b/seeds" || echo "fuzz: make_corpus failed"
+  for t in "${fuzz_targets[@]}"; do
+    local log="$logs/fuzz-$t.log" work="$b/corpus/$t" crashes="$b/crashes/$t" rc max_len=4096
+    [ "$t" = plan_create ] && max_len=512
+    mkdir -p "$work" "$crashes"
+    local dirs=("$work" "$b/seeds/$t")
+    [ -d "$repo/tests/fuzz/corpus/$t" ] && dirs+=("$repo/tests/fuzz/corpus/$t")
+    (
+      cd "$b" &&
+      ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:print_stacktrace=1" \
+      UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
+      LOWBIT_CACHE_PATH= LOWBIT_LOG= \
+      timeout $((fuzz_seconds + 300)) "$b/targets/fuzz_$t" -max_total_time="$fuzz_seconds" -timeout=60 \
+        -rss_limit_mb=6144 -max_len=$max_len -print_final_stats=1 -artifact_prefix="$crashes/" "${dirs[@]}"
+    ) >"$log" 2>&1
+    rc=$?
+    local execs cov
+    execs=$(sed -nE 's/^stat::number_of_executed_units: *([0-9]+).*/\1/p' "$log" | tail -1)
+    cov=$(grep -E "^#[0-9]+.*(DONE|cov:)" "$log" | tail -1 | sed -nE 's/.*cov: ([0-9]+) ft: ([0-9]+) corp: ([0-9]+).*/cov \1, ft \2, corpus \3/p')
+    echo "fuzz-$t: ${execs:-?} executions in ${fuzz_seconds}s (${cov:-no stats})"
+    if [ $rc -ne 0 ]; then
+      echo "fuzz-$t: FAILED (exit $rc); reproducer(s) in $crashes:"
+      ls -1 "$crashes" | sed 's/^/  /'
+      grep -E "ERROR:|runtime error:|SUMMARY:|fuzz_[a-z_]+: " "$log" | head -10
+    fi
+    record "fuzz-$t" $rc "$log"
+  done
+}
+
+# ---------------------------------------------------------------------------
+# The release build and the plain binaries of the soak and leak checks.
+release_build() {
+  meson_build "$release" -- --buildtype=release
+}
+# The CLI's path in the release build.
+release_cli() {
+  if [ -f "$release/tools/lowbit" ] && [ -x "$release/tools/lowbit" ]; then echo "$release/tools/lowbit"
+  else echo "$release/tools/lowbit/lowbit"; fi
+}
+
+# checks_ninja TARGETS...: the soak worker (public API, liblowbit.so) and the
+# leak checker (internal API, static core: release and, when built, ASan).
+checks_ninja() {
+  local c="$build_root/build-checks" asan="$build_root/build-asan"
+  ninja_begin "$c/build.ninja"
+  edge soak_worker g++ "-std=c++20 -O2 -pthread -I$repo/include -I$release/include" \
+    "-L$release/src -llowbit -Wl,-rpath,$release/src -ldl" "$repo/tests/soak/soak_worker.cpp"
+  edge leak_check_release g++ "-std=c++20 -O2 -pthread ${core_includes[*]} -I$release/include" \
+    "$release/src/liblowbit_core.a -ldl" "$repo/tests/soak/leak_check.cpp"
+  if [ -f "$asan/src/liblowbit_core.a" ]; then
+    edge leak_check_asan g++ "-std=c++20 -O1 -g -pthread -fsanitize=address,undefined -fno-omit-frame-pointer ${core_includes[*]} -I$asan/include" \
+      "$asan/src/liblowbit_core.a -ldl" "$repo/tests/soak/leak_check.cpp"
+  fi
+  ninja_end "$@"
+}
+
+# ---------------------------------------------------------------------------
+# (d) concurrency soak
+check_soak() {
+  local log="$logs/soak.log" rc
+  echo "== soak: ${soak_procs} processes x ${soak_threads} threads, ${soak_seconds}s ($release)"
+  if ! timed soak-build release_build; then echo "soak: release build failed" >"$log"; record soak 1 "$log"; return; fi
+  local c="$build_root/build-checks"
+  if ! checks_ninja soak_worker >"$logs/ninja-checks.log" 2>&1; then
+    cat "$logs/ninja-checks.log"; record soak 1 "$logs/ninja-checks.log"; return
+  fi
+  timed soak-run env LOWBIT_TEST_SUMMARY= python3 "$repo/tests/soak/soak.py" --worker "$c/soak_worker" \
+    --cli "$(release_cli)" --procs "$soak_procs" --threads "$soak_threads" \
+    --seconds "$soak_seconds" --name soak >"$log" 2>&1
+  rc=$?
+  grep -E "^soak: " "$log" | grep -v -E "passed, [0-9]+ failed"
+  record soak $rc "$log"
+}
+
+# ---------------------------------------------------------------------------
+# (e) leaks: LSan on the ASan build, heap/RSS growth on the release build
+check_leak() {
+  local c="$build_root/build-checks" asan="$build_root/build-asan" rc
+  echo "== leak: ${leak_cycles} plan create/destroy cycles (LSan + heap/RSS growth)"
+  if ! timed leak-build-release release_build; then
+    echo "leak: release build failed" >"$logs/leak.log"; record leak-release 1 "$logs/leak.log"; return
+  fi
+  local have_asan=0
+  if timed leak-build-asan meson_build "$asan" src/liblowbit_core.a -- \
+      -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized; then have_asan=1; fi
+  local targets=(leak_check_release)
+  [ $have_asan -eq 1 ] && targets+=(leak_check_asan)
+  if ! checks_ninja "${targets[@]}" >"$logs/ninja-checks.log" 2>&1; then
+    cat "$logs/ninja-checks.log"; record leak-release 1 "$logs/ninja-checks.log"; return
+  fi
+  if [ $have_asan -eq 1 ]; then
+    ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:print_stacktrace=1" \
+    LSAN_OPTIONS="suppressions=$repo/tests/sanitizers/lsan.supp:print_suppressions=0" \
+    UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" LOWBIT_TEST_SUMMARY= LOWBIT_CACHE_PATH= \
+      timed leak-asan-run "$c/leak_check_asan" --cycles "$leak_cycles" --name leak-asan >"$logs/leak-asan.log" 2>&1
+    rc=$?
+    grep -E "^leak-asan: " "$logs/leak-asan.log" | grep -v -E "passed, [0-9]+ failed"
+    grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:|SUMMARY: " "$logs/leak-asan.log" | head
+    record leak-asan $rc "$logs/leak-asan.log"
+  else
+    echo "leak-asan: ASan build failed" >"$logs/leak-asan.log"; record leak-asan 1 "$logs/leak-asan.log"
+  fi
+  LOWBIT_TEST_SUMMARY= LOWBIT_CACHE_PATH= timed leak-release-run "$c/leak_check_release" --cycles "$leak_cycles" \
+    --name leak-release >"$logs/leak-release.log" 2>&1
+  rc=$?
+  grep -E "^leak-release: " "$logs/leak-release.log" | grep -v -E "passed, [0-9]+ failed"
+  record leak-release $rc "$logs/leak-release.log"
+}
+
+for c in "${checks[@]}"; do "check_$c"; done
+
+echo "run_checks: logs in $logs"
+echo "run_checks: timings: ${timings[*]}"
+echo "run_checks: total $(( $(date +%s) - started ))s"
+exit $overall
