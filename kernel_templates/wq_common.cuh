@@ -18,6 +18,8 @@ struct alignas(8) U2 {
 };
 
 LOWBIT_DEVICE U4 zero_u4() { return U4{0u, 0u, 0u, 0u}; }
+// Word i (a compile-time constant after unrolling) of a vector.
+LOWBIT_DEVICE uint32_t word(const U4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
 
 // Weights are read exactly once: bypass L1 (the activations live there).
 LOWBIT_DEVICE U4 ld_stream16(uint64_t address) {

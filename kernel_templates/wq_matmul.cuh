@@ -36,8 +36,6 @@
 namespace lowbit {
 namespace wq {
 
-LOWBIT_DEVICE uint32_t word(const U4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
-
 // ---- Shared epilogue --------------------------------------------------------
 
 // Shared memory of the cross-warp reduction: [warp][m][n_local].

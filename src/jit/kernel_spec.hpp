@@ -19,6 +19,10 @@ struct KernelSpec {
   std::string params_type;  // the entry's single by-value argument, e.g. "lowbit::QuantizeParams"
   int threads = 256;        // block size, also the __launch_bounds__
   int min_blocks_per_sm = 0;
+  // Dynamic shared memory per block (bytes) the launches pass; above 48 KiB
+  // the plan raises the function's limit once after loading. Derived from
+  // the constants, so not part of the identity.
+  int dynamic_shared_bytes = 0;
   // The config struct: `using NAME = VALUE;` lines, then `static constexpr
   // auto NAME = VALUE;` lines.
   std::vector<std::pair<std::string, std::string>> types;

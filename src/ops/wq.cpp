@@ -1,4 +1,5 @@
 #include "ops/wq.hpp"
+#include "ops/wq_internal.hpp"
 
 #include <algorithm>
 #include <cstdlib>
@@ -10,17 +11,13 @@
 #include "common/json.hpp"
 #include "ref/wq.hpp"
 
-// The kernels' parameter structs and the native layout, shared with the
-// templates.
-#include <cstdint>
-#include "wq_layout.h"
-#include "wq_params.h"
-
 namespace lowbit::wq {
 
 namespace {
-
 constexpr int64_t kMaxDim = int64_t(1) << 30;
+}  // namespace
+
+// ---- Shared with the prefill path (wq_internal.hpp) ----------------------
 
 const char* format_name(lowbit_wq_format f) {
   switch (f) {
@@ -33,6 +30,10 @@ const char* format_name(lowbit_wq_format f) {
   }
 }
 
+const char* device_type(lowbit_dtype t) { return t == LOWBIT_DTYPE_BF16 ? "lowbit::bf16" : "lowbit::f16"; }
+
+namespace {
+
 const char* op_name(lowbit_wq_op op) {
   switch (op) {
     case LOWBIT_WQ_OP_MATMUL: return "matmul";
@@ -41,7 +42,6 @@ const char* op_name(lowbit_wq_op op) {
   }
 }
 
-const char* device_type(lowbit_dtype t) { return t == LOWBIT_DTYPE_BF16 ? "lowbit::bf16" : "lowbit::f16"; }
 
 void check_flag(int32_t v, const char* name) {
   if (v != 0 && v != 1) fail(LOWBIT_INVALID_ARGUMENT, "lowbit_wq_matmul_desc.{} = {} (must be 0 or 1)", name, v);
@@ -76,11 +76,7 @@ void check_weight_shape(const lowbit_wq_matmul_desc& d) {
   check_half_dtype(d.scale_dtype, "scale_dtype");
 }
 
-struct Problem {
-  lowbit_wq_matmul_desc d;
-  int64_t ngroups = 1;
-  int64_t x_stride = 0, y_stride = 0;
-};
+}  // namespace
 
 Problem check(const lowbit_wq_matmul_desc& d) {
   Problem p;
@@ -119,6 +115,10 @@ Problem check(const lowbit_wq_matmul_desc& d) {
 }
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+namespace {
+
+// ---- Decode path ----------------------------------------------------------
 
 // The launch configuration of the matmul kernel.
 struct Config {
@@ -168,6 +168,8 @@ Forced read_env() {
   return f;
 }
 
+}  // namespace
+
 int floor_pow2(int v) {
   int p = 1;
   while (p * 2 <= v) p *= 2;
@@ -186,6 +188,8 @@ double grid_score(int64_t ctas, int slots, int sms) {
   const int64_t rounds = ceil_div(ceil_div(ctas, sms), slots);
   return ideal / double(std::max<int64_t>(rounds, 1));
 }
+
+namespace {
 
 // The largest power of two <= want that divides both a and b (b = 0: any).
 int fit_unit(int want, int64_t a, int64_t b) {
@@ -279,6 +283,8 @@ Config choose_config(const Problem& p, const DeviceTraits& device) {
   return c;
 }
 
+}  // namespace
+
 KernelSpec base_spec(const char* header, const char* function, const char* params, int threads) {
   KernelSpec s;
   s.family = "wq";
@@ -290,6 +296,83 @@ KernelSpec base_spec(const char* header, const char* function, const char* param
 }
 
 uint64_t align256(uint64_t v) { return (v + 255) / 256 * 256; }
+
+std::vector<KernelSpec> repack_specs(const Problem& p) {
+  const lowbit_wq_matmul_desc& d = p.d;
+  const std::vector<std::pair<std::string, std::string>> constants = {{"kFormat", std::to_string(d.format)},
+                                                                      {"kBits", std::to_string(d.weight_bits)},
+                                                                      {"kSym", d.symmetric ? "true" : "false"},
+                                                                      {"kActOrder", d.act_order ? "true" : "false"}};
+  std::vector<KernelSpec> specs;
+  if (d.act_order) {
+    KernelSpec s = base_spec("wq_repack.cuh", "lowbit::wq_perm_kernel", "lowbit::WqRepackParams", 1024);
+    s.constants = constants;
+    specs.push_back(std::move(s));
+  }
+  KernelSpec s = base_spec("wq_repack.cuh", "lowbit::wq_repack_kernel", "lowbit::WqRepackParams", 256);
+  s.constants = constants;
+  specs.push_back(std::move(s));
+  return specs;
+}
+
+RepackSources repack_sources(const RunArgs& args, const lowbit_wq_matmul_desc& d) {
+  RepackSources s;
+  s.w = args.get(LOWBIT_ARG_W, "packed weights", true, 4);
+  s.scale = args.get(LOWBIT_ARG_W_SCALE, "scales", true, 2);
+  s.zero = d.symmetric ? 0 : args.get(LOWBIT_ARG_W_ZERO, "zero points", true, 4);
+  s.g_idx = d.act_order ? args.get(LOWBIT_ARG_G_IDX, "g_idx", true, 4) : 0;
+  return s;
+}
+
+void launch_repack(const Problem& p, const WqNativeLayout& layout, const RepackSources& src, uint64_t out,
+                   const CUfunction* functions, int sm_count, CUstream stream) {
+  const lowbit_wq_matmul_desc& d = p.d;
+  WqRepackParams k{};
+  k.w = src.w;
+  k.scale = src.scale;
+  k.zero = src.zero;
+  k.g_idx = src.g_idx;
+  k.out = out;
+  k.n = d.n;
+  k.k = d.k;
+  k.ngroups = p.ngroups;
+  k.group = d.group_size;
+  k.np = layout.np;
+  k.kp = layout.kp;
+  k.nt = layout.nt;
+  k.kc = layout.kc;
+  k.scale_offset = layout.scale_offset;
+  k.zero_offset = layout.zero_offset;
+  k.perm_offset = layout.perm_offset;
+  k.weight_words = layout.weight_bytes / 4;
+  size_t i = 0;
+  if (d.act_order) launch_kernel(functions[i++], 1, 1, 1, 1024, 0, stream, &k);
+  const int64_t total = k.weight_words + layout.ngroups * layout.np + (d.symmetric ? 0 : layout.ngroups * layout.nt * 8);
+  const unsigned grid = unsigned(std::clamp<int64_t>(ceil_div(total, 256), 1, int64_t(sm_count) * 16));
+  launch_kernel(functions[i], grid, 1, 1, 256, 0, stream, &k);
+}
+
+bool uses_gemm(const lowbit_wq_matmul_desc& d) {
+  const int path = config_knob("path");
+  if (path == 1 || path == 2) return path == 2;
+  return ref::wq_rounds_weights(d);
+}
+
+int config_knob(const char* key) {
+  const char* env = std::getenv("LOWBIT_WQ_CONFIG");
+  if (env == nullptr || *env == 0) return 0;
+  const std::string s(env), k = std::string(key) + "=";
+  size_t pos = 0;
+  while (pos < s.size()) {
+    size_t end = s.find(',', pos);
+    if (end == std::string::npos) end = s.size();
+    if (s.compare(pos, k.size(), k) == 0) return std::atoi(s.c_str() + pos + k.size());
+    pos = end + 1;
+  }
+  return 0;
+}
+
+namespace {
 
 class MatmulPlan final : public OpPlan {
  public:
@@ -459,19 +542,7 @@ class RepackPlan final : public OpPlan {
   RepackPlan(const Problem& p, const DeviceTraits& device) : p_(p), sm_count_(std::max(device.sm_count, 1)) {
     const lowbit_wq_matmul_desc& d = p.d;
     layout_ = wq_native_layout(d.n, d.k, d.weight_bits, d.group_size, d.symmetric != 0, d.act_order != 0, 2);
-    const std::vector<std::pair<std::string, std::string>> constants = {
-        {"kFormat", std::to_string(d.format)},
-        {"kBits", std::to_string(d.weight_bits)},
-        {"kSym", d.symmetric ? "true" : "false"},
-        {"kActOrder", d.act_order ? "true" : "false"}};
-    if (d.act_order) {
-      KernelSpec s = base_spec("wq_repack.cuh", "lowbit::wq_perm_kernel", "lowbit::WqRepackParams", 1024);
-      s.constants = constants;
-      specs_.push_back(std::move(s));
-    }
-    KernelSpec s = base_spec("wq_repack.cuh", "lowbit::wq_repack_kernel", "lowbit::WqRepackParams", 256);
-    s.constants = constants;
-    specs_.push_back(std::move(s));
+    specs_ = repack_specs(p);
   }
 
   const char* family() const override { return "wq"; }
@@ -479,29 +550,9 @@ class RepackPlan final : public OpPlan {
 
   void run(const RunArgs& args, uint64_t, size_t, const CUfunction* functions, CUstream stream) const override {
     const lowbit_wq_matmul_desc& d = p_.d;
-    WqRepackParams k{};
-    k.w = args.get(LOWBIT_ARG_W, "packed weights", true, 4);
-    k.scale = args.get(LOWBIT_ARG_W_SCALE, "scales", true, 2);
-    k.zero = d.symmetric ? 0 : args.get(LOWBIT_ARG_W_ZERO, "zero points", true, 4);
-    k.g_idx = d.act_order ? args.get(LOWBIT_ARG_G_IDX, "g_idx", true, 4) : 0;
-    k.out = args.get(LOWBIT_ARG_W_NATIVE, "native weights (output)", true, 16);
-    k.n = d.n;
-    k.k = d.k;
-    k.ngroups = p_.ngroups;
-    k.group = d.group_size;
-    k.np = layout_.np;
-    k.kp = layout_.kp;
-    k.nt = layout_.nt;
-    k.kc = layout_.kc;
-    k.scale_offset = layout_.scale_offset;
-    k.zero_offset = layout_.zero_offset;
-    k.perm_offset = layout_.perm_offset;
-    k.weight_words = layout_.weight_bytes / 4;
-    size_t i = 0;
-    if (d.act_order) launch_kernel(functions[i++], 1, 1, 1, 1024, 0, stream, &k);
-    const int64_t total = k.weight_words + layout_.ngroups * layout_.np + (d.symmetric ? 0 : layout_.ngroups * layout_.nt * 8);
-    const unsigned grid = unsigned(std::clamp<int64_t>(ceil_div(total, 256), 1, int64_t(sm_count_) * 16));
-    launch_kernel(functions[i], grid, 1, 1, 256, 0, stream, &k);
+    const RepackSources src = repack_sources(args, d);
+    const uint64_t out = args.get(LOWBIT_ARG_W_NATIVE, "native weights (output)", true, 16);
+    launch_repack(p_, layout_, src, out, functions, sm_count_, stream);
   }
 
   std::string describe() const override {
@@ -566,6 +617,7 @@ uint64_t native_bytes(const lowbit_wq_matmul_desc& d) {
 std::unique_ptr<OpPlan> create(const void* desc, const DeviceTraits& device) {
   const Problem p = check(read_desc(desc));
   if (p.d.op == LOWBIT_WQ_OP_REPACK) return std::make_unique<RepackPlan>(p, device);
+  if (uses_gemm(p.d)) return create_gemm_plan(p, device);
   return std::make_unique<MatmulPlan>(p, device);
 }
 

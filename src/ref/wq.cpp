@@ -301,6 +301,8 @@ std::vector<double> wq_dequantize_native(const lowbit_wq_matmul_desc& d, const u
   return out;
 }
 
+bool wq_rounds_weights(const lowbit_wq_matmul_desc& d) { return d.op == LOWBIT_WQ_OP_MATMUL && d.m >= 9; }
+
 void wq_reference(const lowbit_wq_matmul_desc& d, const lowbit_arg* args, size_t count) {
   if (d.op == LOWBIT_WQ_OP_REPACK) {
     const void* w = find(args, count, LOWBIT_ARG_W, "LOWBIT_ARG_W", true);
@@ -338,6 +340,13 @@ void wq_reference(const lowbit_wq_matmul_desc& d, const lowbit_arg* args, size_t
     perm.resize(size_t(d.k));
     for (int64_t i = 0; i < d.k; ++i) perm[size_t(i)] = int32_t(i);
   }
+  // The prefill path (m >= 9) rounds each weight to the activation type (the
+  // product (q - z) * s is exact in f32, so this is one rounding).
+  if (wq_rounds_weights(d))
+    for (double& v : w) {
+      const float f = float(v);
+      v = d.act_dtype == LOWBIT_DTYPE_BF16 ? bf16_to_f32(f32_to_bf16(f)) : f16_to_f32(f32_to_f16(f));
+    }
   const int64_t xs = d.x_row_stride != 0 ? d.x_row_stride : d.k;
   const int64_t ys = d.y_row_stride != 0 ? d.y_row_stride : d.n;
   std::vector<double> acc(size_t(d.n));

@@ -4,8 +4,9 @@
 // tests and lowbit_reference_run.
 //
 // Arithmetic: every weight is dequantized exactly, w = (q - z) * s in double
-// (s widened exactly from f16/bf16); Y = X * W (+ bias) is summed in double
-// and rounded once to the activation type (through f32, nearest even).
+// (s widened exactly from f16/bf16) and, for plans of m >= 9 (the prefill
+// path), rounded once to the activation type; Y = X * W (+ bias) is summed in
+// double and rounded once to the activation type (through f32, nearest even).
 #pragma once
 
 #include <cstddef>
@@ -36,6 +37,10 @@ std::vector<uint8_t> wq_repack(const lowbit_wq_matmul_desc& d, const void* w, co
 // input row perm[i].
 std::vector<double> wq_dequantize_native(const lowbit_wq_matmul_desc& d, const uint8_t* native,
                                          std::vector<int32_t>* perm);
+
+// Whether the matmul of `d` rounds its weights to the activation type (the
+// prefill path: m >= 9), as lowbit.h documents.
+bool wq_rounds_weights(const lowbit_wq_matmul_desc& d);
 
 // Runs either op of a validated descriptor on host pointers (roles as in
 // lowbit_plan_run; ROWS is honoured).

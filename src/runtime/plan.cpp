@@ -10,6 +10,12 @@ Plan::Plan(std::shared_ptr<Context> context, const lowbit_op_desc& op) : context
   op_ = create_op_plan(op, context_->traits());
   for (const KernelSpec& spec : op_->kernels()) {
     KernelCache::Result r = context_->kernels().get(spec);
+    if (spec.dynamic_shared_bytes > 48 * 1024 && !context_->offline()) {
+      ScopedContext scope(context_->cu_context());
+      cu_check(driver().FuncSetAttribute(r.kernel->function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                         spec.dynamic_shared_bytes),
+               "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)");
+    }
     functions_.push_back(r.kernel->function);
     kernels_.push_back(std::move(r.kernel));
     origins_.push_back(r.origin);

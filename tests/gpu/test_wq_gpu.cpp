@@ -20,6 +20,9 @@
 //  - GPTQ act-order read directly rounds each w to the activation type
 //    first: at most half an ulp, 2^-p relative (p = 11 for f16, 8 for bf16):
 //    + 2^-p * S.
+//  - the prefill path (plans of m >= 9) rounds every w to the activation
+//    type by contract (lowbit.h); the oracle rounds its weights the same way
+//    (one rounding of the exact product), so this costs nothing in the bound.
 //  - the final rounding to the activation type: 2^-p * (|y| + errors), plus
 //    half the smallest f16 subnormal (2^-25) for tiny results.
 // The reference y is computed in f64 from exactly dequantized weights (error
@@ -204,7 +207,11 @@ void run_case(lowbit_context* ctx, const Case& c, Stats* stats) {
   ld.format = src;
   const Logical l = random_logical(ld, rng, c.act != 0);
   const Packed p = pack(l, src);
-  const std::vector<double> w = logical_weights(l, c.st);  // input-row order
+  std::vector<double> w = logical_weights(l, c.st);  // input-row order
+  const char* forced = std::getenv("LOWBIT_WQ_CONFIG");
+  const bool gemm = forced != nullptr && std::strstr(forced, "path=1") ? false : c.m >= 9;
+  if (gemm)
+    for (double& v : w) v = from_act(c.at, to_act(c.at, v));
 
   const int64_t rows = c.rows ? c.rows : c.m;
   const int64_t xs = c.xs ? c.xs : c.k, ys = c.ys ? c.ys : c.n;
@@ -258,7 +265,7 @@ void run_case(lowbit_context* ctx, const Case& c, Stats* stats) {
   // The f64 oracle and the bound.
   const int p_bits = c.at == LOWBIT_DTYPE_BF16 ? 8 : 11;
   const double u_out = std::ldexp(1.0, -p_bits);
-  const bool rounded_weights = c.act && !native;
+  const bool rounded_weights = c.act && !native && !gemm;
   size_t bad = 0, checked = 0;
   std::string first_bad;
   std::vector<double> xr(size_t(c.k));
@@ -513,6 +520,209 @@ TEST_CASE("gpu: wq every kernel configuration the plan may choose (forced throug
     run_all(cases, cfg);
   }
   unsetenv("LOWBIT_WQ_CONFIG");
+}
+
+// ---- Prefill path (tensor-core GEMM, plans of m >= 9) ----------------------
+
+TEST_CASE("gpu: wq prefill GEMM, every format x dtype x group size at M = 16, 17, 64, 100, 512, 1000") {
+  LOWBIT_REQUIRE_GPU();
+  struct Fmt {
+    lowbit_wq_format f;
+    int bits;
+    lowbit_wq_format sources[5];
+  };
+  const Fmt fmts[] = {
+      {LOWBIT_WQ_FORMAT_AWQ, 4, {}},
+      {LOWBIT_WQ_FORMAT_GPTQ, 4, {}},
+      {LOWBIT_WQ_FORMAT_GPTQ_V1, 4, {}},
+      {LOWBIT_WQ_FORMAT_GPTQ, 8, {}},
+      {LOWBIT_WQ_FORMAT_GPTQ_V1, 8, {}},
+      {LOWBIT_WQ_FORMAT_NATIVE, 4,
+       {LOWBIT_WQ_FORMAT_GPTQ, LOWBIT_WQ_FORMAT_AWQ, LOWBIT_WQ_FORMAT_PLAIN, LOWBIT_WQ_FORMAT_GPTQ_V1,
+        LOWBIT_WQ_FORMAT_AWQ}},
+      {LOWBIT_WQ_FORMAT_NATIVE, 8,
+       {LOWBIT_WQ_FORMAT_PLAIN, LOWBIT_WQ_FORMAT_GPTQ, LOWBIT_WQ_FORMAT_GPTQ_V1, LOWBIT_WQ_FORMAT_PLAIN,
+        LOWBIT_WQ_FORMAT_GPTQ}},
+  };
+  const int64_t groups[] = {32, 64, 128, 256, -1};
+  // Shard-like K (7392 = 231 x 32, 2752 = 43 x 64), K % 64 != 0 (1376, 920);
+  // smaller K at M >= 512 keeps the f64 oracle quick.
+  const int64_t ks_small[] = {7392, 2752, 1280, 1280, 920};
+  const int64_t ks_big[] = {1376, 2752, 1280, 1280, 920};
+  std::vector<Case> cases;
+  for (const Fmt& f : fmts)
+    for (lowbit_dtype at : {LOWBIT_DTYPE_F16, LOWBIT_DTYPE_BF16})
+      for (int gi = 0; gi < 5; ++gi)
+        for (int64_t m : {16, 17, 64, 100, 512, 1000}) {
+          Case c;
+          c.format = f.f;
+          c.bits = f.bits;
+          c.source = f.f == LOWBIT_WQ_FORMAT_NATIVE ? f.sources[gi] : f.f;
+          c.group = groups[gi];
+          c.n = m >= 512 ? 136 : 200;  // n-tiles beyond N, CTA tiles beyond N
+          c.k = m >= 512 ? ks_big[gi] : ks_small[gi];
+          c.m = m;
+          c.at = at;
+          c.st = (gi + int(m)) % 2 ? LOWBIT_DTYPE_BF16 : LOWBIT_DTYPE_F16;
+          c.sym = gi == 2;
+          c.bias = int(m % 2) || m == 64;
+          cases.push_back(c);
+        }
+  run_all(cases, "prefill formats x dtypes x groups x M");
+}
+
+TEST_CASE("gpu: wq prefill act-order, split-K, large K, ROWS, strides and Llama shapes") {
+  LOWBIT_REQUIRE_GPU();
+  std::vector<Case> cases;
+  auto add = [&](lowbit_wq_format f, lowbit_wq_format src, int bits, int64_t g, int64_t n, int64_t k, int64_t m,
+                 lowbit_dtype at) -> Case& {
+    Case c;
+    c.format = f;
+    c.source = src;
+    c.bits = bits;
+    c.group = g;
+    c.n = n;
+    c.k = k;
+    c.m = m;
+    c.at = at;
+    c.st = at;
+    cases.push_back(c);
+    return cases.back();
+  };
+  for (lowbit_dtype at : {LOWBIT_DTYPE_F16, LOWBIT_DTYPE_BF16}) {
+    // Act-order: GPTQ repacked by the plan into its workspace, and native.
+    for (int bits : {4, 8})
+      for (int64_t g : {32, 128}) {
+        add(LOWBIT_WQ_FORMAT_GPTQ_V1, LOWBIT_WQ_FORMAT_GPTQ_V1, bits, g, 136, 1024 + 2 * g, 16, at).act = 1;
+        Case& c = add(LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_WQ_FORMAT_GPTQ, bits, g, 136, 1024 + 2 * g, 100, at);
+        c.act = 1;
+        c.bias = 1;
+      }
+    // Large K (f32 accumulation over 28672 against the f64 oracle), split-K.
+    add(LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_WQ_FORMAT_AWQ, 4, 128, 64, 28672, 16, at);
+    add(LOWBIT_WQ_FORMAT_AWQ, LOWBIT_WQ_FORMAT_AWQ, 4, 128, 128, 28672, 33, at).bias = 1;
+    add(LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_WQ_FORMAT_GPTQ, 8, -1, 520, 14336, 24, at);
+    // ROWS below the plan's m, strided X and Y (unaligned Y rows: scalar stores).
+    add(LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_WQ_FORMAT_AWQ, 4, 128, 200, 1024, 64, at).rows = 37;
+    add(LOWBIT_WQ_FORMAT_GPTQ, LOWBIT_WQ_FORMAT_GPTQ, 4, 64, 264, 1024, 512, at).rows = 9;
+    add(LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_WQ_FORMAT_GPTQ_V1, 4, 128, 136, 512, 300, at).rows = 1;
+    Case& s1 = add(LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_WQ_FORMAT_PLAIN, 4, 32, 96, 352, 21, at);
+    s1.xs = 352 + 40;
+    s1.ys = 96 + 13;
+    s1.bias = 1;
+    Case& s2 = add(LOWBIT_WQ_FORMAT_AWQ, LOWBIT_WQ_FORMAT_AWQ, 4, 128, 264, 512, 130, at);
+    s2.xs = 1024;
+    s2.ys = 264 + 8;
+    // Llama-3-8B projections.
+    add(LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_WQ_FORMAT_AWQ, 4, 128, 4096, 4096, 16, at);
+    add(LOWBIT_WQ_FORMAT_AWQ, LOWBIT_WQ_FORMAT_AWQ, 4, 128, 6144, 4096, 17, at);
+    add(LOWBIT_WQ_FORMAT_GPTQ, LOWBIT_WQ_FORMAT_GPTQ, 4, 128, 1024, 14336, 40, at);
+  }
+  run_all(cases, "prefill act-order / split-K / large K / rows / strides / Llama");
+}
+
+TEST_CASE("gpu: wq prefill every GEMM tile the plan may choose (forced through LOWBIT_WQ_CONFIG)") {
+  LOWBIT_REQUIRE_GPU();
+  const char* configs[] = {"bm=16,bn=1",          "bm=16,bn=2,splits=3", "bm=32,bn=1,stages=3", "bm=32,bn=2",
+                           "bm=64,bn=1,splits=2", "bm=64,bn=2,stages=8", "bm=128,bn=1",         "bm=128,bn=2,stages=3",
+                           "bm=256,bn=1",         "bm=256,bn=2,splits=2"};
+  std::vector<Case> cases;
+  for (lowbit_dtype at : {LOWBIT_DTYPE_F16, LOWBIT_DTYPE_BF16})
+    for (int64_t m : {40, 300}) {
+      auto add = [&](lowbit_wq_format f, lowbit_wq_format src, int bits, int64_t g, int64_t n, int64_t k) {
+        Case c;
+        c.format = f;
+        c.source = src;
+        c.bits = bits;
+        c.group = g;
+        c.n = n;
+        c.k = k;
+        c.m = m;
+        c.at = at;
+        c.st = at;
+        c.bias = m == 40;
+        cases.push_back(c);
+      };
+      add(LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_WQ_FORMAT_AWQ, 4, 128, 4 * 16 * 3 + 8, 1536);
+      add(LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_WQ_FORMAT_GPTQ, 8, 64, 2 * 16 * 5, 1088);
+      add(LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_WQ_FORMAT_PLAIN, 4, 32, 16 * 7, 1376);
+      add(LOWBIT_WQ_FORMAT_GPTQ_V1, LOWBIT_WQ_FORMAT_GPTQ_V1, 4, -1, 200, 1000);
+    }
+  for (const char* cfg : configs) {
+    setenv("LOWBIT_WQ_CONFIG", cfg, 1);
+    run_all(cases, cfg);
+  }
+  unsetenv("LOWBIT_WQ_CONFIG");
+}
+
+TEST_CASE("gpu: wq prefill repacks AWQ/GPTQ once, and again when the weights move") {
+  LOWBIT_REQUIRE_GPU();
+  Context ctx;
+  auto& rng = lowbit::test::rng();
+  Case c;
+  c.format = LOWBIT_WQ_FORMAT_AWQ;
+  c.n = 264;
+  c.k = 1024;
+  c.m = 32;
+  const lowbit_wq_matmul_desc d = c.matmul();
+  Plan plan(ctx.ctx, d);
+  const size_t ws_bytes = plan.workspace();
+  uint64_t native_bytes = 0;
+  REQUIRE(lowbit_wq_native_bytes(&d, &native_bytes) == LOWBIT_OK);
+  CHECK(ws_bytes >= native_bytes);  // the repacked weights live in the caller's workspace
+  DeviceBuffer ws(ws_bytes);
+  std::vector<uint16_t> x(size_t(c.m * c.k));
+  std::normal_distribution<double> nd(0.0, 1.0);
+  for (auto& v : x) v = to_act(c.at, nd(rng));
+  DeviceBuffer dx(x.size() * 2), dy(size_t(c.m * c.n) * 2);
+  dx.upload(x.data(), x.size() * 2);
+  // Two weight sets in separate buffers.
+  struct Weights {
+    Packed p;
+    std::vector<double> w;
+    std::unique_ptr<DeviceBuffer> dw, ds, dz;
+  } sets[2];
+  for (Weights& s : sets) {
+    const Logical l = random_logical(d, rng, false);
+    s.p = pack(l, LOWBIT_WQ_FORMAT_AWQ);
+    s.w = logical_weights(l, c.st);
+    for (double& v : s.w) v = from_act(c.at, to_act(c.at, v));
+    s.dw = std::make_unique<DeviceBuffer>(s.p.w.size());
+    s.ds = std::make_unique<DeviceBuffer>(s.p.scale.size());
+    s.dz = std::make_unique<DeviceBuffer>(s.p.zero.size());
+    s.dw->upload(s.p.w.data(), s.p.w.size());
+    s.ds->upload(s.p.scale.data(), s.p.scale.size());
+    s.dz->upload(s.p.zero.data(), s.p.zero.size());
+  }
+  auto run_and_check = [&](const Weights& s, const char* what) {
+    dy.fill(kPoison);
+    lowbit_arg args[] = {{LOWBIT_ARG_X, 0, dx.ptr()},         {LOWBIT_ARG_Y, 0, dy.ptr()},
+                         {LOWBIT_ARG_W, 0, s.dw->ptr()},      {LOWBIT_ARG_W_SCALE, 0, s.ds->ptr()},
+                         {LOWBIT_ARG_W_ZERO, 0, s.dz->ptr()}};
+    REQUIRE(lowbit_plan_run(plan.plan, args, 5, ws.ptr(), ws_bytes, nullptr) == LOWBIT_OK);
+    lowbit::test::synchronize();
+    std::vector<uint8_t> got = dy.to_host();
+    size_t bad = 0;
+    for (int64_t m = 0; m < c.m; ++m)
+      for (int64_t n = 0; n < c.n; ++n) {
+        double y = 0, S = 0;
+        for (int64_t k = 0; k < c.k; ++k) {
+          const double t = from_act(c.at, x[size_t(m * c.k + k)]) * s.w[size_t(k * c.n + n)];
+          y += t;
+          S += std::fabs(t);
+        }
+        uint16_t h;
+        std::memcpy(&h, &got[size_t(m * c.n + n) * 2], 2);
+        const double acc_err = (double(c.k) / 16.0 + 64.0) * std::ldexp(1.0, -23) * S;
+        if (!(std::fabs(from_act(c.at, h) - y) <= acc_err + std::ldexp(1.0, -11) * (std::fabs(y) + acc_err) + 1e-7))
+          ++bad;
+      }
+    CHECK_MESSAGE(bad == 0, what << ": " << bad << " bad outputs");
+  };
+  run_and_check(sets[0], "first run (repacks)");
+  run_and_check(sets[0], "second run (reuses the repacked weights)");
+  run_and_check(sets[1], "other weights (repacks again)");
+  run_and_check(sets[0], "back to the first weights");
 }
 
 TEST_CASE("gpu: wq run rejects missing, misaligned and out-of-range arguments") {

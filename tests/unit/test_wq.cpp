@@ -378,6 +378,16 @@ TEST_CASE("wq: kernels compile for sm_90a and sm_80 without spills") {
       {LOWBIT_WQ_FORMAT_AWQ, 4, 128, 2, LOWBIT_DTYPE_F16, 0, 0, 4096, 4096},
       {LOWBIT_WQ_FORMAT_GPTQ, 4, 64, 8, LOWBIT_DTYPE_BF16, 0, 0, 4096, 4096},
       {LOWBIT_WQ_FORMAT_GPTQ_V1, 8, 128, 1, LOWBIT_DTYPE_F16, 1, 1, 4096, 4096},
+      // Prefill (tensor-core GEMM): every M tile, wide and narrow N tiles,
+      // split-K, both bit widths, G = 32 (two groups per chunk), act-order.
+      {LOWBIT_WQ_FORMAT_NATIVE, 4, 128, 16, LOWBIT_DTYPE_F16, 0, 0, 4096, 4096},
+      {LOWBIT_WQ_FORMAT_NATIVE, 4, 128, 32, LOWBIT_DTYPE_BF16, 0, 0, 28672, 8192},
+      {LOWBIT_WQ_FORMAT_NATIVE, 8, 64, 64, LOWBIT_DTYPE_F16, 0, 0, 6144, 4096},
+      {LOWBIT_WQ_FORMAT_NATIVE, 4, 32, 128, LOWBIT_DTYPE_BF16, 0, 1, 1024, 8192},
+      {LOWBIT_WQ_FORMAT_NATIVE, 4, 128, 4096, LOWBIT_DTYPE_BF16, 1, 0, 14336, 4096},
+      {LOWBIT_WQ_FORMAT_NATIVE, 8, -1, 4096, LOWBIT_DTYPE_F16, 0, 0, 8192, 8192},
+      {LOWBIT_WQ_FORMAT_AWQ, 4, 128, 512, LOWBIT_DTYPE_F16, 0, 0, 4096, 4096},
+      {LOWBIT_WQ_FORMAT_GPTQ, 4, 128, 100, LOWBIT_DTYPE_BF16, 1, 1, 4096, 4096},
   };
   for (const char* arch : {"sm_90a", "sm_80"}) {
     lowbit_context* ctx = nullptr;
@@ -398,7 +408,7 @@ TEST_CASE("wq: kernels compile for sm_90a and sm_80 without spills") {
         lowbit::test::mark_skipped("NVRTC not available");
         return;
       }
-      REQUIRE_MESSAGE(st == LOWBIT_OK, lowbit_last_error_message());
+      REQUIRE_MESSAGE(st == LOWBIT_OK, std::string(lowbit_last_error_message()));
       size_t len = 0;
       REQUIRE(lowbit_plan_describe(plan, nullptr, 0, &len) == LOWBIT_OK);
       std::string js(len + 1, '\0');

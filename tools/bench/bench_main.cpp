@@ -26,6 +26,7 @@ namespace lowbit::bench {
 void suite_quantize(const Options& o);
 void suite_jit(const Options& o);
 void suite_wq(const Options& o);
+void suite_wq_prefill(const Options& o);
 void suite_cublas(const Options& o);
 int jit_child_disk_hit(const char* cache_dir);
 
@@ -41,7 +42,7 @@ struct Suite {
 constexpr Suite kSuites[] = {
     {"quantize", &suite_quantize, "elementwise quantize / dequantize, against the copy ceiling"},
     {"wq-decode", &suite_wq, "weight-only W4 matmul at decode M, against the read ceiling and cuBLAS"},
-    {"wq-prefill", nullptr, "weight-only matmul at prefill M, against cuBLAS (not implemented yet)"},
+    {"wq-prefill", &suite_wq_prefill, "weight-only W4 matmul at prefill M (tensor-core GEMM), against cuBLAS and the decode path"},
     {"cublas", &suite_cublas, "the cuBLAS f16/bf16 GEMM baseline itself on the model shapes, against the read ceiling"},
     {"jit", &suite_jit, "the JIT itself: cold compile, cache hits, launch overhead, prewarm -j 1 / -j N"},
 };

@@ -1,0 +1,395 @@
+// wq_gemm.cuh - weight-only quantized matmul, prefill path (family 2, M >= 9).
+//
+//   Y[m, n] = sum_k X[m, k] * w[k, n]  (+ bias[n]),   w = round_AT((q - z) * s)
+//
+// A tensor-core GEMM over lowbit's native weight layout (wq_layout.h). As in
+// the decode kernel the weights are the A operand of mma.m16n8k16 (16 rows of
+// N) and X^T the B operand (8 rows of X per MMA), so each dequantized weight
+// fragment serves the kTM MMAs of a warp's M extent: dequantization costs
+// about (9..16) / kTM integer and f16x2 instructions per MMA. Unlike the decode
+// kernel, the group scale is folded into the weights before the MMA (one
+// f16x2 / bf16x2 multiply per register, rounded once to the activation type,
+// the "dequantize to fp16, then matmul" arithmetic of the AWQ and GPTQ
+// reference implementations): applying it in f32 per group would double the
+// accumulator registers of a warp tile.
+//
+// Pipeline. A CTA owns a kBM x kBN tile of Y (kBN = 16 kTN kWarpsN rows of N,
+// kBM = 8 kTM kWarpsM rows of M) and a range of K (blockIdx.y: split-K). Each
+// stage of a kStages-deep cp.async ring holds one 64-wide k-chunk: the CTA's
+// n-tiles of native weights (512 contiguous bytes per n-tile per 4 bits),
+// their scales and zeros, and kBM rows of X (row-major, 128 bytes per row,
+// 16-byte pieces swizzled by the row's parity so that the 16-byte reads of
+// the MMA's B fragments are free of bank conflicts). Rows of X beyond M and
+// columns beyond K are zero-filled by cp.async; n-tiles beyond the padded N
+// are zero-filled too; the native layout pads K to 64 with q = s = 0.
+//
+// Fragments. In the native layout lane (r, t) holds rows n0 + r and n0 + r + 8
+// at k = 16 t .. 16 t + 15 of the chunk, word j covering k = 16 t + 4 j .. + 3:
+// the MMA's k-slots are a permutation of the chunk's k, and the B fragment
+// uses the same one: b0, b1 = X[m][16 t + 4 j + 0..1], X[m][16 t + 4 j + 2..3],
+// i.e. the 16-byte piece 2 t + j / 2 of the row, words 2 (j % 2) and + 1.
+//
+// Epilogue: the accumulators (+ bias) are rounded to AT into a padded shared
+// tile and written as 16-byte rows of Y (scalar stores when Y or its stride is
+// not 16-byte aligned); with split-K the f32 partials go to the workspace and
+// wq_reduce_kernel (wq_matmul.cuh) adds them in split order. Deterministic.
+//
+// Grid: x = m-blocks x n-blocks in groups of kGroupM m-blocks (consecutive CTAs
+// share an n-block's weights and a few m-blocks of X in L2), y = splits.
+#pragma once
+
+#include "wq_common.cuh"
+
+namespace lowbit {
+namespace wq {
+
+LOWBIT_DEVICE uint32_t smem_u32(const void* p) {
+  uint32_t a;
+  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+  return a;
+}
+// 16 (8) bytes global -> shared, zero-filled when `pred` is false.
+LOWBIT_DEVICE void cp_async16(uint32_t dst, uint64_t src, bool pred) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(pred ? 16 : 0));
+}
+LOWBIT_DEVICE void cp_async8(uint32_t dst, uint64_t src, bool pred) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;" ::"r"(dst), "l"(src), "r"(pred ? 8 : 0));
+}
+LOWBIT_DEVICE void cp_async_commit() { asm volatile("cp.async.commit_group;" ::); }
+template <int kN>
+LOWBIT_DEVICE void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(kN));
+}
+LOWBIT_DEVICE U4 lds16(uint32_t a) {
+  U4 v;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(a));
+  return v;
+}
+LOWBIT_DEVICE uint32_t lds4(uint32_t a) {
+  uint32_t v;
+  asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(a));
+  return v;
+}
+LOWBIT_DEVICE uint32_t lds2(uint32_t a) {
+  uint16_t v;
+  asm volatile("ld.shared.u16 %0, [%1];" : "=h"(v) : "r"(a));
+  return v;
+}
+LOWBIT_DEVICE uint32_t lds1(uint32_t a) {
+  uint32_t v;
+  asm volatile("ld.shared.u8 %0, [%1];" : "=r"(v) : "r"(a));
+  return v;
+}
+
+LOWBIT_DEVICE uint32_t mul_f16x2(uint32_t a, uint32_t b) {
+  uint32_t d;
+  asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+  return d;
+}
+// bf16x2 product rounded once (fma with a -0 addend: exact on sm_80 and up).
+LOWBIT_DEVICE uint32_t mul_bf16x2(uint32_t a, uint32_t b) { return fma_bf16x2(a, b, 0x80008000u); }
+
+// w = round_AT((q - z) * s) for a pair of exact integers `v` (q - z in AT) and
+// a pair of scales `s` (ST, low half for the low value).
+template <typename AT, typename ST>
+LOWBIT_DEVICE uint32_t scale_pair(uint32_t v, uint32_t s) {
+  if constexpr (IsBf16<AT>::value == IsBf16<ST>::value) {
+    return IsBf16<AT>::value ? mul_bf16x2(v, s) : mul_f16x2(v, s);
+  } else {
+    // Mixed types: the product of an 8-bit integer and a 16-bit scale is
+    // exact in f32; round it once to AT.
+    float lo, hi;
+    if constexpr (IsBf16<AT>::value) {
+      lo = __uint_as_float(v << 16);
+      hi = __uint_as_float(v & 0xffff0000u);
+      lo *= scale_f32<ST>(s & 0xffffu);
+      hi *= scale_f32<ST>(s >> 16);
+      return pack_bf16x2(lo, hi);
+    } else {
+      f16 a, b;
+      a.bits = uint16_t(v & 0xffffu);
+      b.bits = uint16_t(v >> 16);
+      lo = to_f32(a) * scale_f32<ST>(s & 0xffffu);
+      hi = to_f32(b) * scale_f32<ST>(s >> 16);
+      return pack_f16x2(lo, hi);
+    }
+  }
+}
+
+template <typename Cfg>
+struct Gemm {
+  using AT = typename Cfg::AT;
+  using ST = typename Cfg::ST;
+  static constexpr int kBits = Cfg::kBits;
+  static constexpr int kG = Cfg::kGroup;
+  static constexpr bool kSym = Cfg::kSym;
+  static constexpr int kWN = Cfg::kWarpsN, kWM = Cfg::kWarpsM;
+  static constexpr int kTN = Cfg::kTileN, kTM = Cfg::kTileM;
+  static constexpr int kStages = Cfg::kStages;
+  static constexpr int kThreads = Cfg::kThreads;
+  static_assert(kThreads == 32 * kWN * kWM, "threads = 32 x warps");
+  static constexpr int kNT = kTN * kWN;  // n-tiles of 16 per CTA
+  static constexpr int kBN = 16 * kNT;
+  static constexpr int kBM = 8 * kTM * kWM;
+  static constexpr int kH = kBits / 4;           // 16-byte vectors per lane per chunk
+  static constexpr int kGPC = kG == 32 ? 2 : 1;  // groups per 64-wide chunk
+  static constexpr uint32_t kSymZero = kBits == 4 ? 8u : 128u;
+  static constexpr int kZeroBytes = kBits / 4;  // per (group, n-tile, r)
+  // Stage layout (bytes).
+  static constexpr int kWBytes = kNT * kH * 512;
+  static constexpr int kSBytes = kGPC * kNT * 32;
+  static constexpr int kZBytes = kSym ? 0 : ((kGPC * kNT * 8 * kZeroBytes + 15) / 16) * 16;
+  static constexpr int kXBytes = kBM * 128;
+  static constexpr int kSOff = kWBytes, kZOff = kSOff + kSBytes, kXOff = kZOff + kZBytes;
+  static constexpr int kStageBytes = kXOff + kXBytes;
+  // Epilogue tile: kBM rows of kBN AT values, padded by 16 bytes per row.
+  static constexpr int kYRow = kBN * 2 + 16;
+  static constexpr int kYBytes = kBM * kYRow;
+  static constexpr int kSmemBytes = kStages * kStageBytes > kYBytes ? kStages * kStageBytes : kYBytes;
+};
+
+}  // namespace wq
+
+// The kernel entry; dynamic shared memory of Gemm<Cfg>::kSmemBytes.
+template <typename Cfg>
+LOWBIT_DEVICE void wq_gemm_kernel(const WqMatmulParams& p) {
+  using namespace wq;
+  using G = Gemm<Cfg>;
+  using AT = typename Cfg::AT;
+  using ST = typename Cfg::ST;
+  constexpr int kTN = G::kTN, kTM = G::kTM, kNT = G::kNT, kBM = G::kBM, kH = G::kH, kGPC = G::kGPC;
+  constexpr int kStages = G::kStages, kThreads = G::kThreads, kBits = G::kBits;
+  extern __shared__ __align__(16) uint8_t smem[];
+  const uint32_t sbase = smem_u32(smem);
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int r = lane >> 2, t = lane & 3;
+  const int warp_n = warp % G::kWN, warp_m = warp / G::kWN;
+
+  // Tile of this CTA: grouped raster over (m-blocks, n-blocks).
+  const int64_t m_blocks = (p.m + kBM - 1) / kBM;
+  const int64_t n_blocks = (p.n_tiles + kNT - 1) / kNT;
+  int64_t mb, nb;
+  {
+    const int64_t pid = blockIdx.x;
+    const int64_t per_group = int64_t(Cfg::kGroupM) * n_blocks;
+    const int64_t group = pid / per_group;
+    const int64_t first_m = group * Cfg::kGroupM;
+    const int64_t size_m = min64(m_blocks - first_m, int64_t(Cfg::kGroupM));
+    const int64_t in_group = pid % per_group;
+    mb = first_m + in_group % size_m;
+    nb = in_group / size_m;
+  }
+  if (mb >= m_blocks) return;
+  const int64_t m0 = mb * kBM, nt0 = nb * kNT;
+
+  const int64_t chunk_begin = int64_t(blockIdx.y) * p.steps_per_split;
+  const int64_t chunk_end = min64(p.k_steps, chunk_begin + p.steps_per_split);
+  const int chunks = int(chunk_end - chunk_begin);
+
+  // ---- Loads of one stage (all threads) ----
+  const uint64_t wcol = uint64_t(p.k_steps) * (kH * 512);  // bytes between n-tile columns
+  auto load_stage = [&](int slot, int64_t c) {
+    const uint32_t st = sbase + uint32_t(slot) * G::kStageBytes;
+    // Weights: kNT n-tiles x kH x 32 pieces.
+    for (int i = tid; i < kNT * kH * 32; i += kThreads) {
+      const int j = i / (kH * 32), rest = i % (kH * 32);
+      const bool ok = nt0 + j < p.n_tiles;
+      const uint64_t src = p.w + (ok ? uint64_t(nt0 + j) * wcol + uint64_t(c) * (kH * 512) + uint64_t(rest) * 16u : 0);
+      cp_async16(st + uint32_t(i) * 16u, src, ok);
+    }
+    // Scales (32 bytes per group and n-tile) and zeros.
+    for (int i = tid; i < kGPC * kNT * 2; i += kThreads) {
+      const int q = i / (kNT * 2), j = (i / 2) % kNT, half = i & 1;
+      int64_t g;
+      if constexpr (G::kG < 0) g = 0;
+      else if constexpr (G::kG == 32) g = 2 * c + q;
+      else g = c / (G::kG / 64);
+      const bool ok = nt0 + j < p.n_tiles && g < p.ngroups;
+      const uint64_t src = p.scale + (ok ? (uint64_t(g) * uint64_t(p.n_tiles) + uint64_t(nt0 + j)) * 32u + half * 16u : 0);
+      cp_async16(st + G::kSOff + uint32_t(q * kNT + j) * 32u + half * 16u, src, ok);
+      if constexpr (!G::kSym) {
+        if (half == 0) {
+          const uint64_t zsrc = p.zero + (ok ? (uint64_t(g) * uint64_t(p.n_tiles) + uint64_t(nt0 + j)) * (8u * G::kZeroBytes) : 0);
+          const uint32_t zdst = st + G::kZOff + uint32_t(q * kNT + j) * (8u * G::kZeroBytes);
+          if constexpr (G::kZeroBytes == 1) {
+            cp_async8(zdst, zsrc, ok);
+          } else {
+            cp_async16(zdst, zsrc, ok);
+          }
+        }
+      }
+    }
+    // X: kBM rows x 8 pieces of 16 bytes, piece p stored at p ^ (row & 1).
+    const int64_t k0 = c * 64;
+    for (int i = tid; i < kBM * 8; i += kThreads) {
+      const int row = i >> 3, piece = i & 7;
+      const bool ok = m0 + row < p.m && k0 + 8 * piece < p.k;
+      const uint64_t src = p.x + (ok ? (uint64_t(m0 + row) * uint64_t(p.x_stride) + uint64_t(k0 + 8 * piece)) * 2u : 0);
+      cp_async16(st + G::kXOff + uint32_t(row) * 128u + uint32_t(piece ^ (row & 1)) * 16u, src, ok);
+    }
+  };
+
+  float acc[kTN][kTM][4];
+#pragma unroll
+  for (int j = 0; j < kTN; ++j)
+#pragma unroll
+    for (int i = 0; i < kTM; ++i) acc[j][i][0] = acc[j][i][1] = acc[j][i][2] = acc[j][i][3] = 0.f;
+
+  // Thread's offsets inside a stage.
+  const int ntw = warp_n * kTN;                // first n-tile of the warp within the CTA
+  const uint32_t w_off = uint32_t(ntw) * (kH * 512u) + uint32_t(lane) * 16u;
+  const int q_own = kGPC == 2 ? (t >> 1) : 0;  // G = 32: lanes t >= 2 hold the chunk's second group
+  const uint32_t s_off = G::kSOff + uint32_t(q_own * kNT + ntw) * 32u + uint32_t(r) * 4u;
+  const uint32_t z_off = G::kZOff + uint32_t(q_own * kNT + ntw) * (8u * G::kZeroBytes) + uint32_t(r) * G::kZeroBytes;
+  const int mrow = warp_m * kTM * 8 + r;  // row of m-tile 0 for this lane (r is even/odd like the row)
+  const uint32_t x_off = G::kXOff + uint32_t(mrow) * 128u;
+
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < chunks) load_stage(s, chunk_begin + s);
+    cp_async_commit();
+  }
+  int slot = 0, load_slot = kStages - 1;
+  for (int c = 0; c < chunks; ++c) {
+    cp_async_wait<kStages - 2>();
+    __syncthreads();
+    if (c + kStages - 1 < chunks) load_stage(load_slot, chunk_begin + c + kStages - 1);
+    cp_async_commit();
+    load_slot = load_slot + 1 == kStages ? 0 : load_slot + 1;
+
+    const uint32_t st = sbase + uint32_t(slot) * G::kStageBytes;
+    slot = slot + 1 == kStages ? 0 : slot + 1;
+    // Every shared-memory read of the chunk first, back to back, so that one
+    // latency covers them all: the weight vectors, the raw scales and zeros,
+    // and the B fragments of both k-halves.
+    U4 wv[kH][kTN];
+    uint32_t sraw[kTN], zraw[kTN];
+    U4 xb[2][kTM];
+#pragma unroll
+    for (int j = 0; j < kTN; ++j)
+#pragma unroll
+      for (int h = 0; h < kH; ++h) wv[h][j] = lds16(st + w_off + uint32_t(j) * (kH * 512u) + uint32_t(h) * 512u);
+#pragma unroll
+    for (int kh = 0; kh < 2; ++kh)
+#pragma unroll
+      for (int i = 0; i < kTM; ++i)
+        xb[kh][i] = lds16(st + x_off + uint32_t(i) * 1024u + uint32_t((2 * t + kh) ^ (r & 1)) * 16u);
+#pragma unroll
+    for (int j = 0; j < kTN; ++j) {
+      sraw[j] = lds4(st + s_off + uint32_t(j) * 32u);
+      if constexpr (G::kSym) {
+        zraw[j] = 0;
+      } else if constexpr (kBits == 4) {
+        zraw[j] = lds1(st + z_off + uint32_t(j) * 8u);
+      } else {
+        zraw[j] = lds2(st + z_off + uint32_t(j) * 16u);
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kTN; ++j) {
+      // Scale pairs (rows r, r + 8) and zero constants of n-tile j.
+      uint32_t s_lo, s_hi;
+      if constexpr (IsBf16<AT>::value == IsBf16<ST>::value) {
+        s_lo = prmt(sraw[j], sraw[j], 0x1010u);
+        s_hi = prmt(sraw[j], sraw[j], 0x3232u);
+      } else {
+        s_lo = (sraw[j] & 0xffffu) * 0x10001u;
+        s_hi = (sraw[j] >> 16) * 0x10001u;
+      }
+      uint32_t z0 = G::kSymZero, z1 = G::kSymZero;
+      if constexpr (!G::kSym) {
+        z0 = kBits == 4 ? (zraw[j] & 15u) : (zraw[j] & 255u);
+        z1 = kBits == 4 ? (zraw[j] >> 4) : (zraw[j] >> 8);
+      }
+      Zc4 c0{0u, 0u}, c1{0u, 0u};
+      uint32_t e0 = 0, e1 = 0;
+      if constexpr (kBits == 4) {
+        c0 = zero_consts4<AT>(z0);
+        c1 = zero_consts4<AT>(z1);
+      } else {
+        e0 = zero_const8<AT>(z0);
+        e1 = zero_const8<AT>(z1);
+      }
+#pragma unroll
+      for (int kj = 0; kj < 4; ++kj) {
+        const int kh = kj >> 1, kk = kj & 1;
+        uint32_t a[4];
+        if constexpr (kBits == 4) {
+          const uint32_t v = word(wv[0][j], kj), v8 = v >> 8;
+          a[0] = deq4s<AT, 0>(v, v8, c0);
+          a[1] = deq4s<AT, 1>(v, v8, c1);
+          a[2] = deq4s<AT, 2>(v, v8, c0);
+          a[3] = deq4s<AT, 3>(v, v8, c1);
+        } else {
+          const uint32_t va = word(wv[kh][j], 2 * kk), vb = word(wv[kh][j], 2 * kk + 1);
+          a[0] = deq8<AT, 0>(va, e0);
+          a[1] = deq8<AT, 1>(va, e1);
+          a[2] = deq8<AT, 0>(vb, e0);
+          a[3] = deq8<AT, 1>(vb, e1);
+        }
+        a[0] = scale_pair<AT, ST>(a[0], s_lo);
+        a[1] = scale_pair<AT, ST>(a[1], s_hi);
+        a[2] = scale_pair<AT, ST>(a[2], s_lo);
+        a[3] = scale_pair<AT, ST>(a[3], s_hi);
+#pragma unroll
+        for (int i = 0; i < kTM; ++i) mma<AT>(acc[j][i], a, word(xb[kh][i], 2 * kk), word(xb[kh][i], 2 * kk + 1));
+      }
+    }
+  }
+  cp_async_wait<0>();
+
+  // ---- Epilogue ----
+  const int64_t n_cta = nt0 * 16;
+  const int nl0 = ntw * 16 + r;      // CTA-local n of acc[j][i][0]
+  const int ml0 = warp_m * kTM * 8 + 2 * t;  // CTA-local m of acc[j][i][0]
+  if (p.partial != 0) {
+    float* part = mut_ptr<float>(p.partial) + int64_t(blockIdx.y) * p.m_plan * p.n;
+#pragma unroll
+    for (int j = 0; j < kTN; ++j)
+#pragma unroll
+      for (int i = 0; i < kTM; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int64_t n = n_cta + nl0 + 16 * j + (e >= 2 ? 8 : 0), m = m0 + ml0 + 8 * i + (e & 1);
+          if (n < p.n && m < p.m) part[m * p.n + n] = acc[j][i][e];
+        }
+    return;
+  }
+  __syncthreads();  // every warp is done with the stages: reuse them for the Y tile
+#pragma unroll
+  for (int j = 0; j < kTN; ++j) {
+    float b0 = 0.f, b1 = 0.f;
+    if (p.bias != 0) {
+      const int64_t n = n_cta + nl0 + 16 * j;
+      if (n < p.n) b0 = to_f32(ptr<AT>(p.bias)[n]);
+      if (n + 8 < p.n) b1 = to_f32(ptr<AT>(p.bias)[n + 8]);
+    }
+#pragma unroll
+    for (int i = 0; i < kTM; ++i)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int nl = nl0 + 16 * j + (e >= 2 ? 8 : 0), ml = ml0 + 8 * i + (e & 1);
+        mut_ptr<AT>(uint64_t(smem) + uint64_t(ml) * G::kYRow)[nl] = from_f32<AT>(acc[j][i][e] + (e >= 2 ? b1 : b0));
+      }
+  }
+  __syncthreads();
+  const bool vec = (p.y & 15u) == 0 && (p.y_stride & 7) == 0;
+  constexpr int kPieces = G::kBN / 8;  // 16-byte pieces per row
+  for (int i = tid; i < kBM * kPieces; i += kThreads) {
+    const int ml = i / kPieces, piece = i % kPieces;
+    const int64_t m = m0 + ml, n = n_cta + 8 * piece;
+    if (m >= p.m || n >= p.n) continue;
+    const uint8_t* src = smem + ml * G::kYRow + piece * 16;
+    AT* dst = mut_ptr<AT>(p.y) + m * p.y_stride + n;
+    if (vec) {
+      *reinterpret_cast<U4*>(dst) = *reinterpret_cast<const U4*>(src);
+    } else {
+      // N is a multiple of 8: a piece is whole or absent.
+#pragma unroll
+      for (int e = 0; e < 8; ++e) dst[e] = reinterpret_cast<const AT*>(src)[e];
+    }
+  }
+}
+
+}  // namespace lowbit

@@ -1,0 +1,346 @@
+// Family 2, prefill path (M >= 9): the tensor-core GEMM over the native layout
+// (kernel_templates/wq_gemm.cuh), its heuristics table, and the one-time
+// repack that lets AWQ and GPTQ checkpoints use it.
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+#include <string>
+
+#include "common/dtype.hpp"
+#include "common/error.hpp"
+#include "common/json.hpp"
+#include "ops/wq_internal.hpp"
+
+namespace lowbit::wq {
+
+namespace {
+
+// ---- The heuristics table ---------------------------------------------------
+//
+// A CTA computes a BM x BN tile of Y with warps_m x warps_n warps, each warp a
+// (16 tile_n) x (8 tile_m) tile of Y^T. One dequantized weight fragment feeds
+// tile_m MMAs, so the dequantization cost per MMA falls with tile_m; the
+// accumulators (4 tile_n tile_m floats per thread) are capped at 64 so that
+// two 8-warp CTAs (or four 4-warp ones) fit on an SM at <= 128 registers.
+struct TileShape {
+  int bm;       // rows of X per CTA: 8 tile_m warps_m
+  int warps_m;
+  int tile_m;   // m8-tiles per warp
+  int warps_n;
+  int tile_n;   // n16-tiles per warp
+  int bn() const { return 16 * tile_n * warps_n; }
+  int warps() const { return warps_m * warps_n; }
+};
+
+// Rows: the M tile a plan starts from (the smallest BM >= M; 128 above 128),
+// then a wide and a narrow N tile; the choice between those and split-K is
+// the cost model's (choose_gemm below).
+//                                 BM  wm tm  wn tn    BN  warps  warp tile (N x M)
+constexpr TileShape kWide[] = {{16, 1, 2, 4, 2},    // 128   4     32 x 16
+                               {32, 1, 4, 4, 2},    // 128   4     32 x 32
+                               {64, 2, 4, 4, 2},    // 128   8     32 x 32
+                               {128, 4, 4, 2, 4},   // 128   8     64 x 32
+                               {256, 4, 8, 2, 2}};  //  64   8     32 x 64
+constexpr TileShape kNarrow[] = {{16, 1, 2, 4, 1},   //  64   4     16 x 16
+                                 {32, 1, 4, 4, 1},   //  64   4     16 x 32
+                                 {64, 2, 4, 4, 1},   //  64   8     16 x 32
+                                 {128, 4, 4, 2, 2},  //  64   8     32 x 32
+                                 {256, 4, 8, 2, 1}}; //  32   8     16 x 64
+
+// Cost model constants (H100/H200 class; only ratios matter for the choice):
+// mma.sync f16 throughput per SM and a sustained DRAM rate.
+constexpr double kFlopPerUsPerSm = 4.0e6;
+constexpr double kBytesPerUs = 3.0e6;
+constexpr double kLaunchUs = 2.0;
+
+// Shared memory a block may opt into, by architecture (the driver reports
+// the same numbers; a table keeps offline prewarm and online plans equal).
+int shared_limit(int sm) {
+  if (sm == 80 || sm == 87) return 163 * 1024;
+  if (sm == 90 || sm == 100 || sm == 103) return 227 * 1024;
+  return 99 * 1024;  // sm_86, 89, 110, 120, 121 and unknown
+}
+
+struct GemmConfig {
+  TileShape tile{};
+  int stages = 4;
+  int group_m = 8;
+  int slots = 2;             // CTAs per SM the sizes allow
+  int64_t m_blocks = 0, n_blocks = 0;
+  int64_t chunks = 0;        // 64-wide k-chunks
+  int64_t splits = 1, chunks_per_split = 0;
+  int smem = 0;              // dynamic shared bytes
+  double est_us = 0;         // the model's estimate
+  bool tuned = false;        // LOWBIT_WQ_CONFIG applied
+};
+
+// Stage and epilogue sizes of wq_gemm.cuh's Gemm<Cfg> for a tile.
+int stage_bytes(const TileShape& t, const lowbit_wq_matmul_desc& d) {
+  const int nt = t.tile_n * t.warps_n, h = d.weight_bits / 4, gpc = d.group_size == 32 ? 2 : 1;
+  const int w = nt * h * 512, s = gpc * nt * 32;
+  const int z = d.symmetric ? 0 : (gpc * nt * 8 * h + 15) / 16 * 16;
+  return w + s + z + t.bm * 128;
+}
+int epilogue_bytes(const TileShape& t) { return t.bm * (t.bn() * 2 + 16); }
+
+GemmConfig evaluate(const Problem& p, const TileShape& tile, int64_t splits, const DeviceTraits& device) {
+  const lowbit_wq_matmul_desc& d = p.d;
+  const int sms = std::max(device.sm_count, 1);
+  GemmConfig c;
+  c.tile = tile;
+  c.chunks = ceil_div(d.k, 64);
+  c.m_blocks = ceil_div(d.m, tile.bm);
+  c.n_blocks = ceil_div(ceil_div(d.n, 16), tile.bn() / 16);
+  c.chunks_per_split = ceil_div(c.chunks, splits);
+  c.splits = ceil_div(c.chunks, c.chunks_per_split);
+  // Stages: as many as the CTA's share of the SM's shared memory holds (8 at
+  // most, 3 at least): deep rings keep the weight stream busy at small M.
+  const int occ = config_knob("occ");
+  const int want_slots = occ > 0 ? occ : tile.tile_m * tile.tile_n >= 16 ? 1 : tile.warps() == 4 ? 4 : 2;
+  const int budget = shared_limit(device.target.sm) / want_slots - 1024;
+  const int sb = stage_bytes(tile, d);
+  c.stages = std::clamp(budget / sb, 3, 8);
+  c.smem = std::max(c.stages * sb, epilogue_bytes(tile));
+  c.slots = std::max(1, std::min(want_slots, shared_limit(device.target.sm) / (c.smem + 1024)));
+  // Registers: the launch bound asks for `slots` CTAs an SM (65536 / threads / slots each).
+  // Time: the larger of tensor-core work (padded tiles included) and DRAM
+  // traffic (weights once, X and Y once), spread over the grid's waves, plus
+  // the split-K reduction (partials written and read, one more launch).
+  const double flops = 2.0 * double(c.m_blocks * tile.bm) * double(c.n_blocks * tile.bn()) * double(d.k);
+  const double bytes = double(d.n) * double(d.k) * d.weight_bits / 8.0 + double(d.m) * double(d.k) * 2.0 +
+                       double(d.m) * double(d.n) * 2.0;
+  const double main_us = std::max(flops / (kFlopPerUsPerSm * sms), bytes / kBytesPerUs);
+  const double score = grid_score(c.m_blocks * c.n_blocks * c.splits, c.slots, sms);
+  c.est_us = kLaunchUs + main_us / std::max(score, 1e-3);
+  if (c.splits > 1) c.est_us += kLaunchUs + double(c.splits) * double(d.m) * double(d.n) * 8.0 / kBytesPerUs;
+  return c;
+}
+
+GemmConfig choose_gemm(const Problem& p, const DeviceTraits& device) {
+  const lowbit_wq_matmul_desc& d = p.d;
+  int row = 0;
+  while (row < 3 && kWide[row].bm < d.m) ++row;
+  const int64_t chunks = ceil_div(d.k, 64);
+  GemmConfig best;
+  best.est_us = -1;
+  for (const TileShape* table : {kWide, kNarrow}) {
+    for (int64_t splits : {1, 2, 3, 4, 6, 8}) {
+      if (splits > 1 && (chunks / splits < 8 || d.m > 256)) break;  // keep >= 512 of K per split; no split at large M
+      const GemmConfig c = evaluate(p, table[row], splits, device);
+      if (best.est_us < 0 || c.est_us < best.est_us * 0.97) best = c;  // prefer wide, unsplit on near ties
+    }
+  }
+  // LOWBIT_WQ_CONFIG: bm (16..256), bn (wide 1 / narrow 2), splits, stages.
+  const int bm = config_knob("bm"), bn = config_knob("bn"), splits = config_knob("splits"), stages = config_knob("stages");
+  if (bm || bn || splits || stages || config_knob("occ")) {
+    int r = row;
+    if (bm > 0) {
+      r = 0;
+      while (r < 4 && kWide[r].bm < bm) ++r;
+    }
+    const TileShape& t = (bn == 2 || (bn == 0 && best.tile.bn() != kWide[row].bn())) ? kNarrow[r] : kWide[r];
+    best = evaluate(p, t, splits > 0 ? std::min(splits, 16) : best.splits, device);
+    if (stages > 0) {
+      best.stages = std::clamp(stages, 2, 8);
+      best.smem = std::max(best.stages * stage_bytes(t, d), epilogue_bytes(t));
+    }
+    best.tuned = true;
+  }
+  if (best.smem > shared_limit(device.target.sm))
+    fail(LOWBIT_UNSUPPORTED, "the GEMM tile needs {} bytes of shared memory; {} has {}", best.smem,
+         device.target.name(), shared_limit(device.target.sm));
+  return best;
+}
+
+// ---- The plan ---------------------------------------------------------------
+
+class GemmPlan final : public OpPlan {
+ public:
+  GemmPlan(const Problem& p, const DeviceTraits& device) : p_(p), sm_count_(std::max(device.sm_count, 1)) {
+    const lowbit_wq_matmul_desc& d = p.d;
+    if (device.target.sm < 80)
+      fail(LOWBIT_UNSUPPORTED, "the weight-only matmul needs sm_80 or newer (bf16/f16 mma.m16n8k16); target is {}",
+           device.target.name());
+    c_ = choose_gemm(p, device);
+    layout_ = wq_native_layout(d.n, d.k, d.weight_bits, d.group_size, d.symmetric != 0, d.act_order != 0, 2);
+    repack_ = d.format != LOWBIT_WQ_FORMAT_NATIVE;
+    uint64_t offset = 0;
+    if (repack_) {
+      specs_ = repack_specs(p);
+      native_offset_ = offset;
+      offset += align256(uint64_t(layout_.total_bytes));
+    }
+    if (d.act_order) {
+      permute_index_ = specs_.size();
+      KernelSpec s = base_spec("wq_matmul.cuh", "lowbit::wq_permute_kernel", "lowbit::WqPermuteParams", 256);
+      s.types = {{"AT", device_type(d.act_dtype)}};
+      specs_.push_back(std::move(s));
+      xp_offset_ = offset;
+      offset += align256(uint64_t(d.m) * uint64_t(d.k) * 2);
+    }
+    const TileShape& t = c_.tile;
+    KernelSpec s = base_spec("wq_gemm.cuh", "lowbit::wq_gemm_kernel", "lowbit::WqMatmulParams", 32 * t.warps());
+    s.types = {{"AT", device_type(d.act_dtype)}, {"ST", device_type(d.scale_dtype)}};
+    s.constants = {{"kBits", std::to_string(d.weight_bits)},   {"kGroup", std::to_string(d.group_size)},
+                   {"kSym", d.symmetric ? "true" : "false"},    {"kWarpsN", std::to_string(t.warps_n)},
+                   {"kWarpsM", std::to_string(t.warps_m)},      {"kTileN", std::to_string(t.tile_n)},
+                   {"kTileM", std::to_string(t.tile_m)},        {"kStages", std::to_string(c_.stages)},
+                   {"kGroupM", std::to_string(c_.group_m)}};
+    // Up to 16 warps an SM (<= 128 registers a thread), except for warp
+    // tiles with 64 accumulators a thread (the 128-row tiles): one CTA of 8
+    // warps, registers as needed.
+    s.min_blocks_per_sm = c_.slots;
+    s.dynamic_shared_bytes = c_.smem;
+    gemm_index_ = specs_.size();
+    specs_.push_back(std::move(s));
+    if (c_.splits > 1) {
+      KernelSpec r = base_spec("wq_matmul.cuh", "lowbit::wq_reduce_kernel", "lowbit::WqReduceParams", 256);
+      r.types = {{"AT", device_type(d.act_dtype)}};
+      specs_.push_back(std::move(r));
+      partial_offset_ = offset;
+      offset += align256(uint64_t(c_.splits) * uint64_t(d.m) * uint64_t(d.n) * 4);
+    }
+    workspace_ = offset;
+  }
+
+  const char* family() const override { return "wq"; }
+  const std::vector<KernelSpec>& kernels() const override { return specs_; }
+  size_t workspace_size() const override { return size_t(workspace_); }
+
+  void run(const RunArgs& args, uint64_t workspace, size_t, const CUfunction* functions, CUstream stream) const override {
+    const lowbit_wq_matmul_desc& d = p_.d;
+    int64_t rows = d.m;
+    const uint64_t rows_arg = args.get(LOWBIT_ARG_ROWS, "row count (optional)", false, 1);
+    if (rows_arg != 0) {
+      if (rows_arg > uint64_t(d.m))
+        fail(LOWBIT_INVALID_ARGUMENT, "LOWBIT_ARG_ROWS = {} is above the plan's m = {}", rows_arg, d.m);
+      rows = int64_t(rows_arg);
+    }
+    WqMatmulParams k{};
+    k.x = args.get(LOWBIT_ARG_X, "activations", true, 16);
+    k.y = args.get(LOWBIT_ARG_Y, "output", true, 2);
+    k.bias = d.has_bias ? args.get(LOWBIT_ARG_BIAS, "bias", true, 2) : 0;
+    uint64_t native = 0;
+    if (repack_) {
+      const RepackSources src = repack_sources(args, d);
+      native = workspace + native_offset_;
+      // One-time repack: again only when the sources or the workspace change.
+      std::lock_guard<std::mutex> lock(repack_mutex_);
+      if (!repacked_ || std::memcmp(&src, &repacked_from_, sizeof(src)) != 0 || workspace != repacked_into_) {
+        launch_repack(p_, layout_, src, native, functions, sm_count_, stream);
+        repacked_ = true;
+        repacked_from_ = src;
+        repacked_into_ = workspace;
+      }
+    } else {
+      native = args.get(LOWBIT_ARG_W_NATIVE, "native weights", true, 16);
+    }
+    k.w = native;
+    k.scale = native + uint64_t(layout_.scale_offset);
+    k.zero = d.symmetric ? 0 : native + uint64_t(layout_.zero_offset);
+    k.n_tiles = layout_.nt;
+    k.m = rows;
+    k.m_plan = d.m;
+    k.n = d.n;
+    k.k = d.k;
+    k.x_stride = p_.x_stride;
+    k.y_stride = p_.y_stride;
+    k.ngroups = p_.ngroups;
+    k.k_steps = c_.chunks;
+    k.steps_per_split = c_.chunks_per_split;
+    if (d.act_order) {
+      WqPermuteParams pp{};
+      pp.x = k.x;
+      pp.xp = workspace + xp_offset_;
+      pp.perm = native + uint64_t(layout_.perm_offset);
+      pp.m = rows;
+      pp.k = d.k;
+      pp.x_stride = p_.x_stride;
+      const unsigned grid = unsigned(std::clamp<int64_t>(ceil_div(rows * d.k, 256), 1, int64_t(sm_count_) * 8));
+      launch_kernel(functions[permute_index_], grid, 1, 1, 256, 0, stream, &pp);
+      k.x = pp.xp;
+      k.x_stride = d.k;
+    }
+    if (c_.splits > 1) k.partial = workspace + partial_offset_;
+    const int64_t m_blocks = ceil_div(rows, c_.tile.bm);
+    launch_kernel(functions[gemm_index_], unsigned(m_blocks * c_.n_blocks), unsigned(c_.splits), 1,
+                  unsigned(32 * c_.tile.warps()), size_t(c_.smem), stream, &k);
+    if (c_.splits > 1) {
+      WqReduceParams r{};
+      r.partial = k.partial;
+      r.y = k.y;
+      r.bias = k.bias;
+      r.m = rows;
+      r.m_plan = d.m;
+      r.n = d.n;
+      r.y_stride = p_.y_stride;
+      r.splits = c_.splits;
+      const unsigned grid = unsigned(std::clamp<int64_t>(ceil_div(rows * d.n, 256), 1, int64_t(sm_count_) * 8));
+      launch_kernel(functions[gemm_index_ + 1], grid, 1, 1, 256, 0, stream, &r);
+    }
+  }
+
+  std::string describe() const override {
+    const lowbit_wq_matmul_desc& d = p_.d;
+    const TileShape& t = c_.tile;
+    std::string config = JsonObject()
+                             .add("kernel", "gemm (mma.sync m16n8k16, cp.async)")
+                             .add("tile_m", int64_t(t.bm))
+                             .add("tile_n", int64_t(t.bn()))
+                             .add("tile_k", int64_t(64))
+                             .add("warps", fmt::format("{}x{}", t.warps_m, t.warps_n))
+                             .add("warp_tile", fmt::format("{}x{}", 8 * t.tile_m, 16 * t.tile_n))
+                             .add("stages", int64_t(c_.stages))
+                             .add("shared_bytes", int64_t(c_.smem))
+                             .add("ctas_per_sm", int64_t(c_.slots))
+                             .add("split_k", c_.splits)
+                             .add("chunks_per_split", c_.chunks_per_split)
+                             .add("grid", fmt::format("{}x{}", c_.m_blocks * c_.n_blocks, c_.splits))
+                             .add("estimated_us", c_.est_us)
+                             .add("from_env", c_.tuned)
+                             .str();
+    return JsonObject()
+        .add("op", "matmul")
+        .add("format", format_name(d.format))
+        .add("weight_bits", int64_t(d.weight_bits))
+        .add("group_size", d.group_size)
+        .add("symmetric", d.symmetric != 0)
+        .add("act_order", d.act_order != 0)
+        .add("m", d.m)
+        .add("n", d.n)
+        .add("k", d.k)
+        .add("act_dtype", dtype_name(d.act_dtype))
+        .add("scale_dtype", dtype_name(d.scale_dtype))
+        .add("has_bias", d.has_bias != 0)
+        .add("x_row_stride", p_.x_stride)
+        .add("y_row_stride", p_.y_stride)
+        .add("deterministic", true)
+        .add("exact_weights", false)
+        .add("path", repack_ ? "prefill: one-time repack into the workspace, then the tensor-core GEMM"
+                              : d.act_order ? "prefill: tensor-core GEMM with permuted X" : "prefill: tensor-core GEMM")
+        .raw("config", config)
+        .str();
+  }
+
+ private:
+  Problem p_;
+  int sm_count_;
+  GemmConfig c_;
+  WqNativeLayout layout_{};
+  bool repack_ = false;
+  size_t permute_index_ = 0, gemm_index_ = 0;
+  uint64_t native_offset_ = 0, xp_offset_ = 0, partial_offset_ = 0, workspace_ = 0;
+  std::vector<KernelSpec> specs_;
+  mutable std::mutex repack_mutex_;
+  mutable bool repacked_ = false;
+  mutable RepackSources repacked_from_{};
+  mutable uint64_t repacked_into_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<OpPlan> create_gemm_plan(const Problem& p, const DeviceTraits& device) {
+  return std::make_unique<GemmPlan>(p, device);
+}
+
+}  // namespace lowbit::wq
