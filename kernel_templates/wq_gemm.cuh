@@ -1,4 +1,4 @@
-// wq_gemm.cuh - weight-only quantized matmul, prefill path (family 2, M >= 9).
+// wq_gemm.cuh - weight-only quantized matmul, prefill path (family 2, M >= 17).
 //
 //   Y[m, n] = sum_k X[m, k] * w[k, n]  (+ bias[n]),   w = round_AT((q - z) * s)
 //

@@ -424,14 +424,28 @@ LOWBIT_API lowbit_status lowbit_quantize_plan_create(lowbit_context* context,
  * with X, Y and bias in act_dtype (f16 or bf16), q the stored 4- or 8-bit
  * weight, g = k / group_size (g = g_idx[k] with act-order; g = 0 for
  * per-channel), s the scale and z the zero point (2^(bits-1) when symmetric).
- * The products of the exact (q - z) with X are accumulated in f32, the scale
- * is applied in f32 per group, and Y is rounded once to act_dtype (nearest
- * even). Deterministic: split-K partial sums are reduced in a fixed order by a
- * second kernel, never with atomics. One exception to "exact weights": GPTQ
- * act-order read directly rounds each w to act_dtype before the product.
- * This is the decode path, written for M <= 8 (rows beyond 8 run as further
- * tiles of 8 that re-read the weights); the tensor-core prefill path is
- * another issue.
+ * Two paths, chosen from desc.m alone (so a plan's arithmetic never depends
+ * on the GPU):
+ *  - decode (m <= 16): a tensor-core GEMV written for M <= 8 (rows beyond 8
+ *    run as further tiles of 8 that re-read the weights). The products of
+ *    the exact (q - z) with X are accumulated in f32, the scale is applied in
+ *    f32 per group. One exception to "exact weights": GPTQ act-order read
+ *    directly rounds each w to act_dtype before the product.
+ *  - prefill (m >= 17): a tensor-core GEMM (mma.sync on sm_80+, the warpgroup
+ *    MMA on sm_90a) that dequantizes in registers; each weight is rounded
+ *    once to act_dtype, w = round((q - z) * s) (the arithmetic of the AWQ and
+ *    GPTQ reference "dequantize to fp16, then matmul"), the products summed
+ *    in f32. AWQ and GPTQ weights are not read directly on this path: the
+ *    plan repacks them into the native layout inside the caller's workspace
+ *    on its first run and again only when the W / W_SCALE / W_ZERO / G_IDX
+ *    pointers or the workspace change (so weights changed in place under the
+ *    same pointers need a new plan, or another workspace). The repack runs on
+ *    the run's stream; runs on other streams must be ordered after it.
+ *    lowbit_plan_describe names the path and the chosen tile, stages and
+ *    split-K.
+ * Y is rounded once to act_dtype (nearest even). Deterministic: split-K
+ * partial sums are reduced in a fixed order by a second kernel, never with
+ * atomics.
  *
  * Storage formats (q, z, s as real checkpoints hold them). Shapes are in
  * elements, row-major; NG = K / group_size (1 for per-channel):
@@ -478,8 +492,9 @@ LOWBIT_API lowbit_status lowbit_quantize_plan_create(lowbit_context* context,
  * apart). ROWS optionally runs fewer rows than desc.m with the same plan
  * (decode batches vary; one plan per layer serves every M <= desc.m, and the
  * kernel is specialized on the M tile 1, 2, 4 or 8 that covers desc.m).
- * Workspace: split-K partials (and the permuted X of a native act-order
- * plan); query lowbit_plan_workspace_size.
+ * Workspace: split-K partials, the permuted X of an act-order plan, and on
+ * the prefill path the repacked AWQ/GPTQ weights; query
+ * lowbit_plan_workspace_size.
  * Roles of LOWBIT_WQ_OP_REPACK: reads W, W_SCALE, W_ZERO (asymmetric), G_IDX
  * (act_order) in `format`; writes W_NATIVE (lowbit_wq_native_bytes of the
  * same descriptor). Deterministic, bit-exact against the CPU reference. */

@@ -1,4 +1,4 @@
-// Family 2, prefill path (M >= 9): the tensor-core GEMM over the native layout
+// Family 2, prefill path (M >= 17): the tensor-core GEMM over the native layout
 // (kernel_templates/wq_gemm.cuh), its heuristics table, and the one-time
 // repack that lets AWQ and GPTQ checkpoints use it.
 #include <algorithm>
@@ -47,9 +47,13 @@ constexpr TileShape kNarrow[] = {{16, 1, 2, 4, 1},   //  64   4     16 x 16
                                  {128, 4, 4, 2, 2},  //  64   8     32 x 32
                                  {256, 4, 8, 2, 1}}; //  32   8     16 x 64
 
-// Cost model constants (H100/H200 class; only ratios matter for the choice):
-// mma.sync f16 throughput per SM and a sustained DRAM rate.
-constexpr double kFlopPerUsPerSm = 4.0e6;
+// Cost model constants (only ratios matter for the choice): the sustained
+// tensor rate per SM of each kernel family and tile (measured on an H100
+// at M = N = K = 4096: mma.sync 128 x 128 1.6, wgmma 128 x 128 2.3, wgmma
+// 256 x 128 3.35 TFLOP/s per SM), and a sustained DRAM rate.
+constexpr double kFlopPerUsPerSm = 1.6e6;
+constexpr double kWgmma128FlopPerUsPerSm = 2.3e6;
+constexpr double kWgmma256FlopPerUsPerSm = 3.35e6;
 constexpr double kBytesPerUs = 3.0e6;
 constexpr double kLaunchUs = 2.0;
 
@@ -62,6 +66,7 @@ int shared_limit(int sm) {
 }
 
 struct GemmConfig {
+  bool wgmma = false;        // sm_90a warpgroup kernel (wq_wgmma.cuh); else mma.sync (wq_gemm.cuh)
   TileShape tile{};
   int stages = 4;
   int group_m = 8;
@@ -82,11 +87,25 @@ int stage_bytes(const TileShape& t, const lowbit_wq_matmul_desc& d) {
   return w + s + z + t.bm * 128;
 }
 int epilogue_bytes(const TileShape& t) { return t.bm * (t.bn() * 2 + 16); }
+// wq_wgmma.cuh's Wgmma<Cfg>: the X tile first, stages 1024-aligned, + 1024
+// for the kernel's own alignment of the ring.
+int wgmma_stage_bytes(const TileShape& t, const lowbit_wq_matmul_desc& d) {
+  return (stage_bytes(t, d) + 1023) / 1024 * 1024;
+}
 
-GemmConfig evaluate(const Problem& p, const TileShape& tile, int64_t splits, const DeviceTraits& device) {
+// The warpgroup tiles (sm_90a): BM rows of X = the wgmma N; warps_n / 4
+// warpgroups of 64 rows of N each (tile_n = 1: one n-tile a warp).
+//                                      BM  wm tm  wn tn    BN  warps
+constexpr TileShape kWgmmaTiles[] = {{128, 1, 16, 8, 1},   // 128   8   (2 warpgroups)
+                                     {256, 1, 32, 8, 1},   // 128   8
+                                     {128, 1, 16, 4, 1}};  //  64   4   (1 warpgroup)
+
+GemmConfig evaluate(const Problem& p, const TileShape& tile, int64_t splits, const DeviceTraits& device,
+                    bool wgmma = false) {
   const lowbit_wq_matmul_desc& d = p.d;
   const int sms = std::max(device.sm_count, 1);
   GemmConfig c;
+  c.wgmma = wgmma;
   c.tile = tile;
   c.chunks = ceil_div(d.k, 64);
   c.m_blocks = ceil_div(d.m, tile.bm);
@@ -96,11 +115,12 @@ GemmConfig evaluate(const Problem& p, const TileShape& tile, int64_t splits, con
   // Stages: as many as the CTA's share of the SM's shared memory holds (8 at
   // most, 3 at least): deep rings keep the weight stream busy at small M.
   const int occ = config_knob("occ");
-  const int want_slots = occ > 0 ? occ : tile.tile_m * tile.tile_n >= 16 ? 1 : tile.warps() == 4 ? 4 : 2;
-  const int budget = shared_limit(device.target.sm) / want_slots - 1024;
-  const int sb = stage_bytes(tile, d);
-  c.stages = std::clamp(budget / sb, 3, 8);
-  c.smem = std::max(c.stages * sb, epilogue_bytes(tile));
+  const int want_slots = occ > 0 ? occ : wgmma ? 1
+                                     : tile.tile_m * tile.tile_n >= 16 ? 1 : tile.warps() == 4 ? 4 : 2;
+  const int budget = shared_limit(device.target.sm) / want_slots - 2048;
+  const int sb = wgmma ? wgmma_stage_bytes(tile, d) : stage_bytes(tile, d);
+  c.stages = std::clamp(budget / sb, wgmma ? 4 : 3, wgmma ? 6 : 8);
+  c.smem = std::max(c.stages * sb, epilogue_bytes(tile)) + (wgmma ? 1024 : 0);
   c.slots = std::max(1, std::min(want_slots, shared_limit(device.target.sm) / (c.smem + 1024)));
   // Registers: the launch bound asks for `slots` CTAs an SM (65536 / threads / slots each).
   // Time: the larger of tensor-core work (padded tiles included) and DRAM
@@ -109,7 +129,8 @@ GemmConfig evaluate(const Problem& p, const TileShape& tile, int64_t splits, con
   const double flops = 2.0 * double(c.m_blocks * tile.bm) * double(c.n_blocks * tile.bn()) * double(d.k);
   const double bytes = double(d.n) * double(d.k) * d.weight_bits / 8.0 + double(d.m) * double(d.k) * 2.0 +
                        double(d.m) * double(d.n) * 2.0;
-  const double main_us = std::max(flops / (kFlopPerUsPerSm * sms), bytes / kBytesPerUs);
+  const double rate = !wgmma ? kFlopPerUsPerSm : tile.bm >= 256 ? kWgmma256FlopPerUsPerSm : kWgmma128FlopPerUsPerSm;
+  const double main_us = std::max(flops / (rate * sms), bytes / kBytesPerUs);
   const double score = grid_score(c.m_blocks * c.n_blocks * c.splits, c.slots, sms);
   c.est_us = kLaunchUs + main_us / std::max(score, 1e-3);
   if (c.splits > 1) c.est_us += kLaunchUs + double(c.splits) * double(d.m) * double(d.n) * 8.0 / kBytesPerUs;
@@ -130,19 +151,41 @@ GemmConfig choose_gemm(const Problem& p, const DeviceTraits& device) {
       if (best.est_us < 0 || c.est_us < best.est_us * 0.97) best = c;  // prefer wide, unsplit on near ties
     }
   }
-  // LOWBIT_WQ_CONFIG: bm (16..256), bn (wide 1 / narrow 2), splits, stages.
-  const int bm = config_knob("bm"), bn = config_knob("bn"), splits = config_knob("splits"), stages = config_knob("stages");
-  if (bm || bn || splits || stages || config_knob("occ")) {
-    int r = row;
-    if (bm > 0) {
-      r = 0;
-      while (r < 4 && kWide[r].bm < bm) ++r;
+  // On sm_90a the warpgroup kernel joins the candidates from M = 64 on
+  // (its smallest M tile is 128 rows of X).
+  const int kernel = config_knob("kernel");  // 1 mma.sync, 2 wgmma
+  const bool wgmma_ok = device.target.sm == 90 && device.target.arch_specific;
+  if (wgmma_ok && kernel != 1 && (d.m >= 64 || kernel == 2)) {
+    if (kernel == 2) best.est_us = -1;
+    for (const TileShape& t : kWgmmaTiles) {
+      for (int64_t splits : {1, 2, 3, 4}) {
+        if (splits > 1 && (chunks / splits < 8 || d.m > 256)) break;
+        const GemmConfig c = evaluate(p, t, splits, device, true);
+        if (best.est_us < 0 || c.est_us < best.est_us * 0.97) best = c;
+      }
     }
-    const TileShape& t = (bn == 2 || (bn == 0 && best.tile.bn() != kWide[row].bn())) ? kNarrow[r] : kWide[r];
-    best = evaluate(p, t, splits > 0 ? std::min(splits, 16) : best.splits, device);
+  }
+  // LOWBIT_WQ_CONFIG: bm (16..256), bn (wide 1 / narrow 2), splits, stages;
+  // with kernel=2: bm 128/256 and bn 1 (two warpgroups) / 2 (one).
+  const int bm = config_knob("bm"), bn = config_knob("bn"), splits = config_knob("splits"), stages = config_knob("stages");
+  if (bm || bn || splits || stages || config_knob("occ") || kernel) {
+    const bool wg = best.wgmma;
+    TileShape t;
+    if (wg) {
+      t = bn == 2 ? kWgmmaTiles[2] : bm >= 256 ? kWgmmaTiles[1] : bm > 0 ? kWgmmaTiles[0] : best.tile;
+    } else {
+      int r = row;
+      if (bm > 0) {
+        r = 0;
+        while (r < 4 && kWide[r].bm < bm) ++r;
+      }
+      t = (bn == 2 || (bn == 0 && best.tile.bn() != kWide[row].bn())) ? kNarrow[r] : kWide[r];
+    }
+    best = evaluate(p, t, splits > 0 ? std::min(splits, 16) : best.splits, device, wg);
     if (stages > 0) {
-      best.stages = std::clamp(stages, 2, 8);
-      best.smem = std::max(best.stages * stage_bytes(t, d), epilogue_bytes(t));
+      best.stages = std::clamp(stages, wg ? 3 : 2, 8);
+      const int sb = wg ? wgmma_stage_bytes(t, d) : stage_bytes(t, d);
+      best.smem = std::max(best.stages * sb, epilogue_bytes(t)) + (wg ? 1024 : 0);
     }
     best.tuned = true;
   }
@@ -179,13 +222,21 @@ class GemmPlan final : public OpPlan {
       offset += align256(uint64_t(d.m) * uint64_t(d.k) * 2);
     }
     const TileShape& t = c_.tile;
-    KernelSpec s = base_spec("wq_gemm.cuh", "lowbit::wq_gemm_kernel", "lowbit::WqMatmulParams", 32 * t.warps());
+    KernelSpec s = c_.wgmma ? base_spec("wq_wgmma.cuh", "lowbit::wq_wgmma_kernel", "lowbit::WqMatmulParams", 32 * t.warps())
+                            : base_spec("wq_gemm.cuh", "lowbit::wq_gemm_kernel", "lowbit::WqMatmulParams", 32 * t.warps());
     s.types = {{"AT", device_type(d.act_dtype)}, {"ST", device_type(d.scale_dtype)}};
-    s.constants = {{"kBits", std::to_string(d.weight_bits)},   {"kGroup", std::to_string(d.group_size)},
-                   {"kSym", d.symmetric ? "true" : "false"},    {"kWarpsN", std::to_string(t.warps_n)},
-                   {"kWarpsM", std::to_string(t.warps_m)},      {"kTileN", std::to_string(t.tile_n)},
-                   {"kTileM", std::to_string(t.tile_m)},        {"kStages", std::to_string(c_.stages)},
-                   {"kGroupM", std::to_string(c_.group_m)}};
+    if (c_.wgmma) {
+      s.constants = {{"kBits", std::to_string(d.weight_bits)},     {"kGroup", std::to_string(d.group_size)},
+                     {"kSym", d.symmetric ? "true" : "false"},      {"kWarpgroups", std::to_string(t.warps_n / 4)},
+                     {"kTileM", std::to_string(t.bm)},              {"kStages", std::to_string(c_.stages)},
+                     {"kGroupM", std::to_string(c_.group_m)}};
+    } else {
+      s.constants = {{"kBits", std::to_string(d.weight_bits)},   {"kGroup", std::to_string(d.group_size)},
+                     {"kSym", d.symmetric ? "true" : "false"},    {"kWarpsN", std::to_string(t.warps_n)},
+                     {"kWarpsM", std::to_string(t.warps_m)},      {"kTileN", std::to_string(t.tile_n)},
+                     {"kTileM", std::to_string(t.tile_m)},        {"kStages", std::to_string(c_.stages)},
+                     {"kGroupM", std::to_string(c_.group_m)}};
+    }
     // Up to 16 warps an SM (<= 128 registers a thread), except for warp
     // tiles with 64 accumulators a thread (the 128-row tiles): one CTA of 8
     // warps, registers as needed.
@@ -284,12 +335,14 @@ class GemmPlan final : public OpPlan {
     const lowbit_wq_matmul_desc& d = p_.d;
     const TileShape& t = c_.tile;
     std::string config = JsonObject()
-                             .add("kernel", "gemm (mma.sync m16n8k16, cp.async)")
+                             .add("kernel", c_.wgmma ? "gemm (wgmma m64nBMk16, A from registers, cp.async)"
+                                                     : "gemm (mma.sync m16n8k16, cp.async)")
                              .add("tile_m", int64_t(t.bm))
                              .add("tile_n", int64_t(t.bn()))
                              .add("tile_k", int64_t(64))
                              .add("warps", fmt::format("{}x{}", t.warps_m, t.warps_n))
-                             .add("warp_tile", fmt::format("{}x{}", 8 * t.tile_m, 16 * t.tile_n))
+                             .add("warp_tile", c_.wgmma ? fmt::format("{}x16 (warpgroup {}x64)", t.bm, t.bm)
+                                                        : fmt::format("{}x{}", 8 * t.tile_m, 16 * t.tile_n))
                              .add("stages", int64_t(c_.stages))
                              .add("shared_bytes", int64_t(c_.smem))
                              .add("ctas_per_sm", int64_t(c_.slots))

@@ -20,7 +20,7 @@
 //  - GPTQ act-order read directly rounds each w to the activation type
 //    first: at most half an ulp, 2^-p relative (p = 11 for f16, 8 for bf16):
 //    + 2^-p * S.
-//  - the prefill path (plans of m >= 9) rounds every w to the activation
+//  - the prefill path (plans of m >= 17) rounds every w to the activation
 //    type by contract (lowbit.h); the oracle rounds its weights the same way
 //    (one rounding of the exact product), so this costs nothing in the bound.
 //  - the final rounding to the activation type: 2^-p * (|y| + errors), plus
@@ -209,7 +209,7 @@ void run_case(lowbit_context* ctx, const Case& c, Stats* stats) {
   const Packed p = pack(l, src);
   std::vector<double> w = logical_weights(l, c.st);  // input-row order
   const char* forced = std::getenv("LOWBIT_WQ_CONFIG");
-  const bool gemm = forced != nullptr && std::strstr(forced, "path=1") ? false : c.m >= 9;
+  const bool gemm = forced != nullptr && std::strstr(forced, "path=1") ? false : c.m >= 17;
   if (gemm)
     for (double& v : w) v = from_act(c.at, to_act(c.at, v));
 
@@ -522,7 +522,7 @@ TEST_CASE("gpu: wq every kernel configuration the plan may choose (forced throug
   unsetenv("LOWBIT_WQ_CONFIG");
 }
 
-// ---- Prefill path (tensor-core GEMM, plans of m >= 9) ----------------------
+// ---- Prefill path (tensor-core GEMM, plans of m >= 17) ---------------------
 
 TEST_CASE("gpu: wq prefill GEMM, every format x dtype x group size at M = 16, 17, 64, 100, 512, 1000") {
   LOWBIT_REQUIRE_GPU();
@@ -625,7 +625,10 @@ TEST_CASE("gpu: wq prefill every GEMM tile the plan may choose (forced through L
   LOWBIT_REQUIRE_GPU();
   const char* configs[] = {"bm=16,bn=1",          "bm=16,bn=2,splits=3", "bm=32,bn=1,stages=3", "bm=32,bn=2",
                            "bm=64,bn=1,splits=2", "bm=64,bn=2,stages=8", "bm=128,bn=1",         "bm=128,bn=2,stages=3",
-                           "bm=256,bn=1",         "bm=256,bn=2,splits=2"};
+                           "bm=256,bn=1",         "bm=256,bn=2,splits=2",
+                           // sm_90a: the warpgroup kernel (ignored elsewhere: the plan falls back to mma.sync)
+                           "kernel=2,bm=128", "kernel=2,bm=256", "kernel=2,bn=2,stages=3", "kernel=2,splits=2",
+                           "kernel=1,bm=128"};
   std::vector<Case> cases;
   for (lowbit_dtype at : {LOWBIT_DTYPE_F16, LOWBIT_DTYPE_BF16})
     for (int64_t m : {40, 300}) {

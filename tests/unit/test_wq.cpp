@@ -6,11 +6,15 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <memory>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "common/json.hpp"
+#include "jit/target.hpp"
+#include "ops/op_plan.hpp"
+#include "ops/wq.hpp"
 #include "lowbit/lowbit.h"
 #include "ref/float16.hpp"
 #include "ref/wq.hpp"
@@ -433,5 +437,45 @@ TEST_CASE("wq: kernels compile for sm_90a and sm_80 without spills") {
       }
     }
     lowbit_context_destroy(ctx);
+  }
+}
+
+// The prefill heuristics table, pinned: for each shape, the path, kernel,
+// tile, stages and split-K the plan chooses on an H100-sized sm_90a and an
+// A100-sized sm_80. A change to the heuristics shows up here as a diff to
+// review (and the forced-config GPU test covers every tile it may pick).
+TEST_CASE("wq: prefill heuristic choices for a table of shapes are stable") {
+  struct Row {
+    int64_t m, n, k;
+    const char* sm90;  // "kernel tile_m x tile_n stages splits" or "decode"
+    const char* sm80;
+  };
+  const Row rows[] = {
+#include "wq_heuristics_table.inc"
+  };
+  for (const bool hopper : {true, false}) {
+    lowbit::DeviceTraits dev;
+    lowbit::Target::parse(hopper ? "sm_90a" : "sm_80", &dev.target);
+    dev.sm_count = hopper ? 132 : 108;
+    dev.offline = true;
+    for (const Row& r : rows) {
+      auto d = make_desc(LOWBIT_WQ_FORMAT_NATIVE, 4, r.k % 128 == 0 ? 128 : -1, r.n, r.k);
+      d.m = r.m;
+      d.act_dtype = LOWBIT_DTYPE_BF16;
+      d.scale_dtype = LOWBIT_DTYPE_BF16;
+      const std::unique_ptr<lowbit::OpPlan> plan = lowbit::wq::create(&d, dev);
+      std::string js = plan->describe();
+      js = js.substr(js.find("\"config\":") + 9);  // the chosen configuration
+      std::string got = "decode";
+      using lowbit::json_get_int;
+      if (json_get_int(js, "tile_m")) {
+        const bool wg = js.find("wgmma m64") != std::string::npos;
+        got = std::string(wg ? "wgmma " : "mma ") + std::to_string(*json_get_int(js, "tile_m")) + "x" +
+              std::to_string(*json_get_int(js, "tile_n")) + " st" + std::to_string(*json_get_int(js, "stages")) +
+              " s" + std::to_string(*json_get_int(js, "split_k"));
+      }
+      INFO("M=" << r.m << " N=" << r.n << " K=" << r.k << (hopper ? " sm_90a" : " sm_80"));
+      CHECK(got == std::string(hopper ? r.sm90 : r.sm80));
+    }
   }
 }
