@@ -1,4 +1,4 @@
-// wq_gemm.cuh - weight-only quantized matmul, prefill path (family 2, M >= 17).
+// wq_gemm.cuh - weight-only quantized matmul, prefill path (family 2, M >= 9).
 //
 //   Y[m, n] = sum_k X[m, k] * w[k, n]  (+ bias[n]),   w = round_AT((q - z) * s)
 //
@@ -187,31 +187,55 @@ LOWBIT_DEVICE void wq_gemm_kernel(const WqMatmulParams& p) {
   const int64_t chunk_end = min64(p.k_steps, chunk_begin + p.steps_per_split);
   const int chunks = int(chunk_end - chunk_begin);
 
-  // ---- Loads of one stage (all threads) ----
+  // ---- Loads of one stage (all threads), addresses computed once ----
+  // X: thread tid copies piece tid % 8 of rows tid / 8 + j kThreads / 8 (the
+  // row parity, hence the swizzle, is the same for every j).
+  constexpr int kXPieces = kBM * 8;
+  constexpr int kXPer = (kXPieces + kThreads - 1) / kThreads;
+  constexpr int kRowStep = kThreads / 8;
+  const int x_row0 = tid >> 3, x_piece = tid & 7;
+  const int64_t rows_left = p.m - m0;
+  const uint64_t x_src0 = p.x + (uint64_t(m0 + x_row0) * uint64_t(p.x_stride) + uint64_t(8 * x_piece)) * 2u;
+  const uint64_t x_src_step = uint64_t(kRowStep) * uint64_t(p.x_stride) * 2u;
+  const uint32_t x_dst0 = G::kXOff + uint32_t(x_row0) * 128u + uint32_t(x_piece ^ (x_row0 & 1)) * 16u;
+  // Weights: kNT x kH x 32 pieces; thread tid copies pieces tid + j kThreads.
+  constexpr int kWPieces = kNT * kH * 32;
+  constexpr int kWPer = (kWPieces + kThreads - 1) / kThreads;
   const uint64_t wcol = uint64_t(p.k_steps) * (kH * 512);  // bytes between n-tile columns
+  uint64_t w_src0[kWPer];
+  bool w_ok[kWPer];
+#pragma unroll
+  for (int j = 0; j < kWPer; ++j) {
+    const int i = tid + j * kThreads;
+    const int jt = i / (kH * 32), rest = i % (kH * 32);
+    w_ok[j] = i < kWPieces && nt0 + jt < p.n_tiles;
+    w_src0[j] = w_ok[j] ? p.w + uint64_t(nt0 + jt) * wcol + uint64_t(rest) * 16u : p.w;
+  }
+  // Scales and zeros: thread tid < kGPC kNT 2 copies one 16-byte half.
+  const int sq = tid / (kNT * 2), sj = (tid / 2) % kNT, shalf = tid & 1;
+  const bool s_thread = tid < kGPC * kNT * 2 && nt0 + sj < p.n_tiles;
+  const uint64_t s_col = uint64_t(nt0 + sj) * 32u + uint64_t(shalf) * 16u;
+  const uint64_t s_group = uint64_t(p.n_tiles) * 32u;
+  const uint64_t z_col = uint64_t(nt0 + sj) * (8u * G::kZeroBytes);
+  const uint64_t z_group = uint64_t(p.n_tiles) * (8u * G::kZeroBytes);
   auto load_stage = [&](int slot, int64_t c) {
     const uint32_t st = sbase + uint32_t(slot) * G::kStageBytes;
-    // Weights: kNT n-tiles x kH x 32 pieces.
-    for (int i = tid; i < kNT * kH * 32; i += kThreads) {
-      const int j = i / (kH * 32), rest = i % (kH * 32);
-      const bool ok = nt0 + j < p.n_tiles;
-      const uint64_t src = p.w + (ok ? uint64_t(nt0 + j) * wcol + uint64_t(c) * (kH * 512) + uint64_t(rest) * 16u : 0);
-      cp_async16(st + uint32_t(i) * 16u, src, ok);
-    }
-    // Scales (32 bytes per group and n-tile) and zeros.
-    for (int i = tid; i < kGPC * kNT * 2; i += kThreads) {
-      const int q = i / (kNT * 2), j = (i / 2) % kNT, half = i & 1;
+#pragma unroll
+    for (int j = 0; j < kWPer; ++j)
+      if (kWPieces % kThreads == 0 || tid + j * kThreads < kWPieces)
+        cp_async16(st + uint32_t(tid + j * kThreads) * 16u, w_ok[j] ? w_src0[j] + uint64_t(c) * (kH * 512) : p.w, w_ok[j]);
+    if (tid < kGPC * kNT * 2) {
       int64_t g;
       if constexpr (G::kG < 0) g = 0;
-      else if constexpr (G::kG == 32) g = 2 * c + q;
+      else if constexpr (G::kG == 32) g = 2 * c + sq;
       else g = c / (G::kG / 64);
-      const bool ok = nt0 + j < p.n_tiles && g < p.ngroups;
-      const uint64_t src = p.scale + (ok ? (uint64_t(g) * uint64_t(p.n_tiles) + uint64_t(nt0 + j)) * 32u + half * 16u : 0);
-      cp_async16(st + G::kSOff + uint32_t(q * kNT + j) * 32u + half * 16u, src, ok);
+      const bool ok = s_thread && g < p.ngroups;
+      cp_async16(st + G::kSOff + uint32_t(sq * kNT + sj) * 32u + uint32_t(shalf) * 16u,
+                 ok ? p.scale + uint64_t(g) * s_group + s_col : p.scale, ok);
       if constexpr (!G::kSym) {
-        if (half == 0) {
-          const uint64_t zsrc = p.zero + (ok ? (uint64_t(g) * uint64_t(p.n_tiles) + uint64_t(nt0 + j)) * (8u * G::kZeroBytes) : 0);
-          const uint32_t zdst = st + G::kZOff + uint32_t(q * kNT + j) * (8u * G::kZeroBytes);
+        if (shalf == 0) {
+          const uint64_t zsrc = ok ? p.zero + uint64_t(g) * z_group + z_col : p.zero;
+          const uint32_t zdst = st + G::kZOff + uint32_t(sq * kNT + sj) * (8u * G::kZeroBytes);
           if constexpr (G::kZeroBytes == 1) {
             cp_async8(zdst, zsrc, ok);
           } else {
@@ -220,13 +244,14 @@ LOWBIT_DEVICE void wq_gemm_kernel(const WqMatmulParams& p) {
         }
       }
     }
-    // X: kBM rows x 8 pieces of 16 bytes, piece p stored at p ^ (row & 1).
     const int64_t k0 = c * 64;
-    for (int i = tid; i < kBM * 8; i += kThreads) {
-      const int row = i >> 3, piece = i & 7;
-      const bool ok = m0 + row < p.m && k0 + 8 * piece < p.k;
-      const uint64_t src = p.x + (ok ? (uint64_t(m0 + row) * uint64_t(p.x_stride) + uint64_t(k0 + 8 * piece)) * 2u : 0);
-      cp_async16(st + G::kXOff + uint32_t(row) * 128u + uint32_t(piece ^ (row & 1)) * 16u, src, ok);
+    const bool k_ok = k0 + 8 * x_piece < p.k;
+#pragma unroll
+    for (int j = 0; j < kXPer; ++j) {
+      if (kXPieces % kThreads != 0 && tid + j * kThreads >= kXPieces) break;
+      const bool ok = k_ok && x_row0 + j * kRowStep < rows_left;
+      cp_async16(st + x_dst0 + uint32_t(j * kRowStep) * 128u,
+                 ok ? x_src0 + uint64_t(j) * x_src_step + uint64_t(k0) * 2u : p.x, ok);
     }
   };
 

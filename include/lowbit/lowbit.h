@@ -426,12 +426,11 @@ LOWBIT_API lowbit_status lowbit_quantize_plan_create(lowbit_context* context,
  * per-channel), s the scale and z the zero point (2^(bits-1) when symmetric).
  * Two paths, chosen from desc.m alone (so a plan's arithmetic never depends
  * on the GPU):
- *  - decode (m <= 16): a tensor-core GEMV written for M <= 8 (rows beyond 8
- *    run as further tiles of 8 that re-read the weights). The products of
- *    the exact (q - z) with X are accumulated in f32, the scale is applied in
- *    f32 per group. One exception to "exact weights": GPTQ act-order read
- *    directly rounds each w to act_dtype before the product.
- *  - prefill (m >= 17): a tensor-core GEMM (mma.sync on sm_80+, the warpgroup
+ *  - decode (m <= 8): a tensor-core GEMV (one MMA serves every M <= 8). The
+ *    products of the exact (q - z) with X are accumulated in f32, the scale
+ *    is applied in f32 per group. One exception to "exact weights": GPTQ
+ *    act-order read directly rounds each w to act_dtype before the product.
+ *  - prefill (m >= 9): a tensor-core GEMM (mma.sync on sm_80+, the warpgroup
  *    MMA on sm_90a) that dequantizes in registers; each weight is rounded
  *    once to act_dtype, w = round((q - z) * s) (the arithmetic of the AWQ and
  *    GPTQ reference "dequantize to fp16, then matmul"), the products summed

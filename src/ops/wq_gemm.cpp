@@ -1,4 +1,4 @@
-// Family 2, prefill path (M >= 17): the tensor-core GEMM over the native layout
+// Family 2, prefill path (M >= 9): the tensor-core GEMM over the native layout
 // (kernel_templates/wq_gemm.cuh), its heuristics table, and the one-time
 // repack that lets AWQ and GPTQ checkpoints use it.
 #include <algorithm>
@@ -115,7 +115,7 @@ GemmConfig evaluate(const Problem& p, const TileShape& tile, int64_t splits, con
   // Stages: as many as the CTA's share of the SM's shared memory holds (8 at
   // most, 3 at least): deep rings keep the weight stream busy at small M.
   const int occ = config_knob("occ");
-  const int want_slots = occ > 0 ? occ : wgmma ? 1
+  const int want_slots = occ > 0 ? occ : wgmma ? (tile.warps() == 4 ? 2 : 1)
                                      : tile.tile_m * tile.tile_n >= 16 ? 1 : tile.warps() == 4 ? 4 : 2;
   const int budget = shared_limit(device.target.sm) / want_slots - 2048;
   const int sb = wgmma ? wgmma_stage_bytes(tile, d) : stage_bytes(tile, d);
@@ -159,7 +159,7 @@ GemmConfig choose_gemm(const Problem& p, const DeviceTraits& device) {
     if (kernel == 2) best.est_us = -1;
     for (const TileShape& t : kWgmmaTiles) {
       for (int64_t splits : {1, 2, 3, 4}) {
-        if (splits > 1 && (chunks / splits < 8 || d.m > 256)) break;
+        if (splits > 1 && (chunks / splits < 8 || d.m > 1024)) break;
         const GemmConfig c = evaluate(p, t, splits, device, true);
         if (best.est_us < 0 || c.est_us < best.est_us * 0.97) best = c;
       }

@@ -56,7 +56,7 @@ void launch_repack(const Problem& p, const WqNativeLayout& layout, const RepackS
 // the value of `key`, 0 when absent. Read at plan creation only.
 int config_knob(const char* key);
 
-// Whether a matmul plan takes the prefill (tensor-core GEMM) path: desc.m >= 17 (below, the decode kernel re-reading the weights per 8 rows is faster),
+// Whether a matmul plan takes the prefill (tensor-core GEMM) path: desc.m >= 9,
 // unless LOWBIT_WQ_CONFIG forces path=1 (decode) or path=2 (GEMM).
 bool uses_gemm(const lowbit_wq_matmul_desc& d);
 

@@ -301,7 +301,7 @@ std::vector<double> wq_dequantize_native(const lowbit_wq_matmul_desc& d, const u
   return out;
 }
 
-bool wq_rounds_weights(const lowbit_wq_matmul_desc& d) { return d.op == LOWBIT_WQ_OP_MATMUL && d.m >= 17; }
+bool wq_rounds_weights(const lowbit_wq_matmul_desc& d) { return d.op == LOWBIT_WQ_OP_MATMUL && d.m >= 9; }
 
 void wq_reference(const lowbit_wq_matmul_desc& d, const lowbit_arg* args, size_t count) {
   if (d.op == LOWBIT_WQ_OP_REPACK) {
@@ -340,7 +340,7 @@ void wq_reference(const lowbit_wq_matmul_desc& d, const lowbit_arg* args, size_t
     perm.resize(size_t(d.k));
     for (int64_t i = 0; i < d.k; ++i) perm[size_t(i)] = int32_t(i);
   }
-  // The prefill path (m >= 17) rounds each weight to the activation type (the
+  // The prefill path (m >= 9) rounds each weight to the activation type (the
   // product (q - z) * s is exact in f32, so this is one rounding).
   if (wq_rounds_weights(d))
     for (double& v : w) {

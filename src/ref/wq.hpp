@@ -4,7 +4,7 @@
 // tests and lowbit_reference_run.
 //
 // Arithmetic: every weight is dequantized exactly, w = (q - z) * s in double
-// (s widened exactly from f16/bf16) and, for plans of m >= 17 (the prefill
+// (s widened exactly from f16/bf16) and, for plans of m >= 9 (the prefill
 // path), rounded once to the activation type; Y = X * W (+ bias) is summed in
 // double and rounded once to the activation type (through f32, nearest even).
 #pragma once
@@ -39,7 +39,7 @@ std::vector<double> wq_dequantize_native(const lowbit_wq_matmul_desc& d, const u
                                          std::vector<int32_t>* perm);
 
 // Whether the matmul of `d` rounds its weights to the activation type (the
-// prefill path: m >= 17), as lowbit.h documents.
+// prefill path: m >= 9), as lowbit.h documents.
 bool wq_rounds_weights(const lowbit_wq_matmul_desc& d);
 
 // Runs either op of a validated descriptor on host pointers (roles as in

@@ -20,7 +20,7 @@
 //  - GPTQ act-order read directly rounds each w to the activation type
 //    first: at most half an ulp, 2^-p relative (p = 11 for f16, 8 for bf16):
 //    + 2^-p * S.
-//  - the prefill path (plans of m >= 17) rounds every w to the activation
+//  - the prefill path (plans of m >= 9) rounds every w to the activation
 //    type by contract (lowbit.h); the oracle rounds its weights the same way
 //    (one rounding of the exact product), so this costs nothing in the bound.
 //  - the final rounding to the activation type: 2^-p * (|y| + errors), plus
@@ -209,7 +209,7 @@ void run_case(lowbit_context* ctx, const Case& c, Stats* stats) {
   const Packed p = pack(l, src);
   std::vector<double> w = logical_weights(l, c.st);  // input-row order
   const char* forced = std::getenv("LOWBIT_WQ_CONFIG");
-  const bool gemm = forced != nullptr && std::strstr(forced, "path=1") ? false : c.m >= 17;
+  const bool gemm = forced != nullptr && std::strstr(forced, "path=1") ? false : c.m >= 9;
   if (gemm)
     for (double& v : w) v = from_act(c.at, to_act(c.at, v));
 
@@ -522,7 +522,7 @@ TEST_CASE("gpu: wq every kernel configuration the plan may choose (forced throug
   unsetenv("LOWBIT_WQ_CONFIG");
 }
 
-// ---- Prefill path (tensor-core GEMM, plans of m >= 17) ---------------------
+// ---- Prefill path (tensor-core GEMM, plans of m >= 9) ----------------------
 
 TEST_CASE("gpu: wq prefill GEMM, every format x dtype x group size at M = 16, 17, 64, 100, 512, 1000") {
   LOWBIT_REQUIRE_GPU();

@@ -1,5 +1,5 @@
 // Suite "wq-prefill": the weight-only W4 g128 matmul on the prefill path (the
-// tensor-core GEMM, plans of M >= 17) on the Llama-3-8B / 70B projection
+// tensor-core GEMM, plans of M >= 9) on the Llama-3-8B / 70B projection
 // shapes, against cuBLAS GEMM of the same dtype, M, N, K in the same run, and
 // at M <= 128 also against the decode path of the same plan shape (forced
 // with LOWBIT_WQ_CONFIG=path=1) and the streaming-read ceiling.
@@ -166,7 +166,7 @@ void suite_wq_prefill(const Options& o) {
       run_point(o, LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_DTYPE_BF16, m, s, cub_bf, "");
       run_point(o, LOWBIT_WQ_FORMAT_AWQ, LOWBIT_DTYPE_BF16, m, s, cub_bf, "");
       if (m <= 128) {  // the other path at the same M, for the "never slower" check
-        const bool gemm_default = m >= 17;
+        const bool gemm_default = m >= 9;
         setenv("LOWBIT_WQ_CONFIG", gemm_default ? "path=1" : "path=2", 1);
         run_point(o, LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_DTYPE_F16, m, s, cub16, gemm_default ? " (decode path)" : " (gemm path)");
         unsetenv("LOWBIT_WQ_CONFIG");
