@@ -12,14 +12,24 @@
 # Given any other directory (BUILD_ROOT, default: the repository root), they
 # are made inside it and the release build is BUILD_ROOT/build (configured
 # and built here if missing); $LOWBIT_RELEASE_BUILD overrides either.
+# $LOWBIT_CHECKS_RELEASE_BUILD names a release build made elsewhere and
+# carried over (e.g. to a GPU machine without fmt or doctest): it is used as
+# it is, never configured or rebuilt, and a pre-built build-checks/soak_worker
+# is used as it is too (see `prepare-gpu` below).
 # The build directories this script creates and reuses (ninja rebuilds only
 # what changed):
-#   build-asan    gcc, -Db_sanitize=address,undefined: the unit suite
+#   build-asan    clang, -Db_sanitize=address,undefined with the libFuzzer
+#                 coverage instrumentation (-fsanitize=fuzzer-no-link): one
+#                 build for three checks: the unit suite (asan), the core
+#                 library of the fuzz targets (fuzz) and of the leak
+#                 checker's ASan binary (leak)
 #   build-tsan    gcc, -Db_sanitize=thread: the threaded cache tests
-#   build-fuzz    clang, ASan+UBSan+fuzzer-no-link core library, and in
-#                 build-fuzz/targets the libFuzzer targets of tests/fuzz/
-#   build-checks  the soak worker and leak checker (plain g++ on the
-#                 release and ASan core libraries)
+#   build-fuzz    the libFuzzer targets of tests/fuzz/ (build-fuzz/targets),
+#                 their seeds, the corpus they grow and crashes/
+#   build-checks  the soak worker and leak checkers (on the release and ASan
+#                 core libraries), and logs/
+# The sanitizer builds are -O1 -g1 (buildtype plain, assertions on) and
+# build only the targets their check runs.
 #
 # CHECKs (default: all, in this order):
 #   asan   unit suite under AddressSanitizer + UndefinedBehaviorSanitizer
@@ -32,10 +42,22 @@
 #   leak   $LOWBIT_LEAK_CYCLES (10000) plan create/destroy cycles etc.,
 #          under LSan (ASan build) and with heap/RSS growth checked
 #          (release build)                                  -> leak-asan, leak-release
+#   gpu    only when named, on a GPU machine: the gpu suite under
+#          compute-sanitizer memcheck and racecheck, the out-of-memory test,
+#          and the soak running plans for real     -> gpu-sanitizers, gpu-soak
+#          Without a GPU or compute-sanitizer both are counted as skipped.
+#   prepare-gpu  only when named: builds (without running anything) what the
+#          gpu check needs besides the release build, build-checks/soak_worker,
+#          against $LOWBIT_CHECKS_RELEASE_BUILD (or the release build), so
+#          that both can be carried to a machine that cannot build them:
+#            LOWBIT_CHECKS_RELEASE_BUILD=$PWD/build-gpu-carry tools/run_checks.sh . prepare-gpu
+#          then there, with build-checks/soak_worker and the build carried:
+#            LOWBIT_CHECKS_RELEASE_BUILD=$PWD/build-gpu-carry tools/run_checks.sh . gpu
 #
 # Exit status: 0 when every check passed, 1 otherwise. Needs: meson, ninja,
-# g++, clang++ with libFuzzer (Debian: clang, libclang-rt-14-dev or the
-# clang package's own runtime), python3, the CUDA toolkit headers.
+# g++, clang++ with its sanitizer runtimes and libFuzzer (Debian: clang and
+# libclang-rt-dev; tools/setup.sh test installs them), python3, doctest,
+# fmt, the CUDA toolkit headers.
 set -uo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -49,7 +71,8 @@ fi
 checks=("$@")
 [ ${#checks[@]} -eq 0 ] && checks=(asan tsan fuzz soak leak)
 for c in "${checks[@]}"; do
-  case "$c" in asan|tsan|fuzz|soak|leak) ;; *) echo "run_checks: unknown check '$c' (asan tsan fuzz soak leak)" >&2; exit 2 ;; esac
+  case "$c" in asan|tsan|fuzz|soak|leak|gpu|prepare-gpu) ;;
+    *) echo "run_checks: unknown check '$c' (asan tsan fuzz soak leak gpu prepare-gpu)" >&2; exit 2 ;; esac
 done
 
 fuzz_seconds=${LOWBIT_FUZZ_SECONDS:-60}
@@ -58,6 +81,8 @@ soak_procs=${LOWBIT_SOAK_PROCS:-8}
 soak_threads=${LOWBIT_SOAK_THREADS:-8}
 leak_cycles=${LOWBIT_LEAK_CYCLES:-10000}
 release=$(realpath -m "${LOWBIT_RELEASE_BUILD:-$default_release}")
+prebuilt=0
+if [ -n "${LOWBIT_CHECKS_RELEASE_BUILD:-}" ]; then release=$(realpath -m "$LOWBIT_CHECKS_RELEASE_BUILD"); prebuilt=1; fi
 
 cuda_home=""
 for c in "${CUDA_HOME:-}" "${CUDA_PATH:-}" /usr/local/cuda; do
@@ -106,17 +131,26 @@ timed() {
 }
 
 # meson_build DIR TARGETS... -- SETUP_ARGS...: configures DIR once, then
-# builds only the named targets (ninja rebuilds what changed).
+# builds only the named targets (ninja rebuilds what changed). A check's own
+# build dir (not the release build) configured with other arguments or
+# compilers, e.g. by an older version of this script, is configured afresh.
 meson_build() {
-  local dir=$1 targets=() setup=()
+  local dir=$1 targets=() setup=() wipe=() stamp want
   shift
   while [ $# -gt 0 ] && [ "$1" != "--" ]; do targets+=("$1"); shift; done
   [ $# -gt 0 ] && shift
   setup=("$@")
-  if [ ! -f "$dir/build.ninja" ]; then
+  stamp="$dir/run_checks-setup.txt"
+  want="CC=${CC:-} CXX=${CXX:-} ${setup[*]}"
+  if [ -f "$dir/build.ninja" ] && [ "$dir" != "$release" ] && [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "run_checks: $dir was configured with other arguments; configuring it afresh"
+    wipe=(--wipe)
+  fi
+  if [ ! -f "$dir/build.ninja" ] || [ ${#wipe[@]} -gt 0 ]; then
     echo "run_checks: meson setup $dir ${setup[*]}"
-    meson setup "$dir" "$repo" "${setup[@]}" >"$logs/setup-$(basename "$dir").log" 2>&1 || {
+    meson setup "${wipe[@]}" "$dir" "$repo" "${setup[@]}" >"$logs/setup-$(basename "$dir").log" 2>&1 || {
       cat "$logs/setup-$(basename "$dir").log"; return 1; }
+    [ "$dir" != "$release" ] && echo "$want" >"$stamp"
   fi
   ninja -C "$dir" "${targets[@]}" >"$logs/ninja-$(basename "$dir").log" 2>&1 || {
     tail -50 "$logs/ninja-$(basename "$dir").log"; return 1; }
@@ -125,9 +159,27 @@ meson_build() {
 core_includes=(-I"$repo/src" -I"$repo/include" -I"$repo/kernel_templates" -I"$repo/tools/lowbit"
                -isystem "$cuda_home/include" -DFMT_HEADER_ONLY=1)
 
+# The sanitizer builds use -O1 -g1 (line tables are enough for the reports'
+# stack traces) and keep assertions on. Build time is most of these checks'
+# cost: gcc compiles ASan+UBSan code at debugoptimized's -O2 -g about 4x
+# slower than at -O1 -g1 (10 minutes for the unit suite on 2 cores), and
+# clang at -O1 -g1 a third faster again; the coverage instrumentation that
+# lets the fuzz targets link the same core library costs nothing measurable.
+asan_setup=(-Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=plain -Db_ndebug=false
+            "-Dcpp_args=-O1 -g1 -fsanitize=fuzzer-no-link -fno-sanitize-recover=all")
+tsan_setup=(-Db_sanitize=thread -Db_lundef=false -Dbuildtype=plain -Db_ndebug=false "-Dcpp_args=-O1 -g1")
+# asan_build TARGETS...: builds TARGETS of build-asan (clang).
+asan_build() {
+  if ! command -v clang++ >/dev/null 2>&1; then
+    echo "run_checks: clang++ not found (Debian: apt-get install clang libclang-rt-dev; tools/setup.sh test does)"
+    return 1
+  fi
+  CC=clang CXX=clang++ meson_build "$build_root/build-asan" "$@" -- "${asan_setup[@]}"
+}
+
 # The non-Meson binaries of the checks, built by a generated ninja file so
 # that header changes are tracked (depfiles) and nothing is rebuilt needlessly.
-# write_ninja FILE: one rule per compiler; edges added by `edge`.
+# ninja_begin FILE, then `edge` per binary, then ninja_end TARGETS: one link rule (compile+link in one step).
 ninja_file=""
 ninja_begin() {
   ninja_file=$1
@@ -166,9 +218,10 @@ ninja_end() {
 check_asan() {
   local b="$build_root/build-asan" log="$logs/asan-unit.log" rc
   echo "== asan: unit suite under ASan + UBSan ($b)"
-  timed asan-build meson_build "$b" tests/unit/test_unit -- \
-    -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized || {
+  timed asan-build asan_build tests/unit/test_unit || {
     echo "asan-unit: build failed" >"$log"; record asan-unit 1 "$log"; return; }
+  local t0
+  t0=$(date +%s)
   (
     cd "$b/tests/unit" &&
     ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:print_stacktrace=1:check_initialization_order=1:detect_stack_use_after_return=1" \
@@ -179,6 +232,7 @@ check_asan() {
     timeout 2400 ./test_unit
   ) >"$log" 2>&1
   rc=$?
+  timings+=("asan-run $(( $(date +%s) - t0 ))s")
   grep -E "ERROR: (Address|Leak)Sanitizer|runtime error:|SUMMARY: " "$log" | head -20
   record asan-unit $rc "$log"
 }
@@ -192,9 +246,10 @@ tsan_filter='*16 threads*,*16 contexts*,*concurrent*,*several threads*,*per thre
 check_tsan() {
   local b="$build_root/build-tsan" log="$logs/tsan-threads.log" rc
   echo "== tsan: threaded tests under ThreadSanitizer ($b)"
-  timed tsan-build meson_build "$b" tests/unit/test_unit -- \
-    -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debugoptimized || {
+  timed tsan-build meson_build "$b" tests/unit/test_unit -- "${tsan_setup[@]}" || {
     echo "tsan-threads: build failed" >"$log"; record tsan-threads 1 "$log"; return; }
+  local t0
+  t0=$(date +%s)
   (
     cd "$b/tests/unit" &&
     echo "test cases selected by -tc=\"$tsan_filter\":" &&
@@ -205,8 +260,17 @@ check_tsan() {
     timeout 1800 ./test_unit -tc="$tsan_filter"
   ) >"$log" 2>&1
   rc=$?
+  timings+=("tsan-run $(( $(date +%s) - t0 ))s")
   sed -n '/^test cases selected/,/^\[doctest\] doctest version/p' "$log" | grep -v "doctest version"
   grep -E "WARNING: ThreadSanitizer|SUMMARY: " "$log" | head -20
+  # A renamed test must not silently drop out of the filter: fewer than 5
+  # selected cases is a failure of this check.
+  local selected
+  selected=$(sed -n '/^test cases selected/,/^\[doctest\] doctest version/p' "$log" | grep -c "^  ")
+  if [ "$selected" -lt 5 ]; then
+    echo "tsan-threads: only $selected test cases match the filter; update tsan_filter in tools/run_checks.sh"
+    [ $rc -eq 0 ] && rc=1
+  fi
   record tsan-threads $rc "$log"
 }
 
@@ -215,24 +279,15 @@ check_tsan() {
 fuzz_targets=(plan_create cache_entry manifest)
 check_fuzz() {
   local b="$build_root/build-fuzz" t
-  echo "== fuzz: libFuzzer targets, ${fuzz_seconds}s each ($b)"
-  local clangxx
-  clangxx=$(command -v clang++ || true)
-  if [ -z "$clangxx" ]; then
-    echo "fuzz: clang++ not found" >"$logs/fuzz.log"
+  echo "== fuzz: libFuzzer targets, ${fuzz_seconds}s each ($b, on the core library of build-asan)"
+  if ! timed fuzz-build-core asan_build src/liblowbit_core.a >"$logs/fuzz.log" 2>&1; then
+    cat "$logs/fuzz.log"
     for t in "${fuzz_targets[@]}"; do record "fuzz-$t" 1 "$logs/fuzz.log"; done
     return
   fi
   local san="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
-  if ! CC=clang CXX=clang++ timed fuzz-build-core meson_build "$b" src/liblowbit_core.a -- \
-      -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized -Dtests=false \
-      "-Dcpp_args=-fsanitize=fuzzer-no-link -fno-sanitize-recover=all"; then
-    echo "fuzz: core build failed" >"$logs/fuzz.log"
-    for t in "${fuzz_targets[@]}"; do record "fuzz-$t" 1 "$logs/fuzz.log"; done
-    return
-  fi
-  local core="$b/src/liblowbit_core.a"
-  local flags="-std=c++20 -g -O1 $san ${core_includes[*]} -I$b/include"
+  local core="$build_root/build-asan/src/liblowbit_core.a"
+  local flags="-std=c++20 -g1 -O1 $san ${core_includes[*]} -I$build_root/build-asan/include"
   local manifest_srcs="$repo/tools/lowbit/manifest.cpp $repo/tools/lowbit/default_manifest.cpp"
   ninja_begin "$b/targets/build.ninja"
   for t in "${fuzz_targets[@]}"; do
@@ -250,7 +305,12 @@ check_fuzz() {
   # Fresh seeds matching today's struct layouts, plus the checked-in corpus
   # (seeds and the inputs of past crashes), plus what earlier runs found.
   rm -rf "$b/seeds"
-  ASAN_OPTIONS=detect_leaks=0 "$b/targets/make_corpus" "$b/seeds" || echo "fuzz: make_corpus failed"
+  if ! ASAN_OPTIONS=detect_leaks=0 "$b/targets/make_corpus" "$b/seeds" >"$logs/fuzz-make_corpus.log" 2>&1; then
+    cat "$logs/fuzz-make_corpus.log"
+    echo "fuzz: make_corpus failed (tests/fuzz/make_corpus.cpp)"
+    for t in "${fuzz_targets[@]}"; do record "fuzz-$t" 1 "$logs/fuzz-make_corpus.log"; done
+    return
+  fi
   for t in "${fuzz_targets[@]}"; do
     local log="$logs/fuzz-$t.log" work="$b/corpus/$t" crashes="$b/crashes/$t" rc max_len=4096
     [ "$t" = plan_create ] && max_len=512
@@ -281,7 +341,15 @@ check_fuzz() {
 
 # ---------------------------------------------------------------------------
 # The release build and the plain binaries of the soak and leak checks.
+# With $LOWBIT_CHECKS_RELEASE_BUILD the release build is used as it is.
 release_build() {
+  if [ $prebuilt -eq 1 ]; then
+    if [ ! -f "$release/src/liblowbit.so" ]; then
+      echo "run_checks: LOWBIT_CHECKS_RELEASE_BUILD=$release is not a built lowbit build directory (no src/liblowbit.so)"
+      return 1
+    fi
+    return 0
+  fi
   meson_build "$release" -- --buildtype=release
 }
 # The CLI's path in the release build.
@@ -300,10 +368,27 @@ checks_ninja() {
   edge leak_check_release g++ "-std=c++20 -O2 -pthread ${core_includes[*]} -I$release/include" \
     "$release/src/liblowbit_core.a -ldl" "$repo/tests/soak/leak_check.cpp"
   if [ -f "$asan/src/liblowbit_core.a" ]; then
-    edge leak_check_asan g++ "-std=c++20 -O1 -g -pthread -fsanitize=address,undefined -fno-omit-frame-pointer ${core_includes[*]} -I$asan/include" \
+    edge leak_check_asan clang++ "-std=c++20 -O1 -g1 -pthread -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer ${core_includes[*]} -I$asan/include" \
       "$asan/src/liblowbit_core.a -ldl" "$repo/tests/soak/leak_check.cpp"
   fi
   ninja_end "$@"
+}
+
+# soak_worker: builds build-checks/soak_worker, or with a pre-built release
+# build ($LOWBIT_CHECKS_RELEASE_BUILD) uses the one there if any (carried
+# over with it: its library is found through LD_LIBRARY_PATH, see soak_env).
+soak_worker() {
+  local w="$build_root/build-checks/soak_worker"
+  if [ $prebuilt -eq 1 ] && [ -x "$w" ]; then
+    echo "run_checks: using the pre-built $w"
+    return 0
+  fi
+  checks_ninja soak_worker
+}
+# soak_env CMD...: runs CMD with the release build's liblowbit.so first on
+# the library path (the worker's RUNPATH names where it was built).
+soak_env() {
+  LD_LIBRARY_PATH="$release/src${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"
 }
 
 # ---------------------------------------------------------------------------
@@ -313,10 +398,10 @@ check_soak() {
   echo "== soak: ${soak_procs} processes x ${soak_threads} threads, ${soak_seconds}s ($release)"
   if ! timed soak-build release_build; then echo "soak: release build failed" >"$log"; record soak 1 "$log"; return; fi
   local c="$build_root/build-checks"
-  if ! checks_ninja soak_worker >"$logs/ninja-checks.log" 2>&1; then
+  if ! soak_worker >"$logs/ninja-checks.log" 2>&1; then
     cat "$logs/ninja-checks.log"; record soak 1 "$logs/ninja-checks.log"; return
   fi
-  timed soak-run env LOWBIT_TEST_SUMMARY= python3 "$repo/tests/soak/soak.py" --worker "$c/soak_worker" \
+  timed soak-run soak_env env LOWBIT_TEST_SUMMARY= python3 "$repo/tests/soak/soak.py" --worker "$c/soak_worker" \
     --cli "$(release_cli)" --procs "$soak_procs" --threads "$soak_threads" \
     --seconds "$soak_seconds" --name soak >"$log" 2>&1
   rc=$?
@@ -333,8 +418,8 @@ check_leak() {
     echo "leak: release build failed" >"$logs/leak.log"; record leak-release 1 "$logs/leak.log"; return
   fi
   local have_asan=0
-  if timed leak-build-asan meson_build "$asan" src/liblowbit_core.a -- \
-      -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized; then have_asan=1; fi
+  if timed leak-build-asan asan_build src/liblowbit_core.a >>"$logs/ninja-checks.log" 2>&1; then have_asan=1
+  else tail -20 "$logs/ninja-checks.log"; fi
   local targets=(leak_check_release)
   [ $have_asan -eq 1 ] && targets+=(leak_check_asan)
   if ! checks_ninja "${targets[@]}" >"$logs/ninja-checks.log" 2>&1; then
@@ -357,6 +442,93 @@ check_leak() {
   rc=$?
   grep -E "^leak-release: " "$logs/leak-release.log" | grep -v -E "passed, [0-9]+ failed"
   record leak-release $rc "$logs/leak-release.log"
+}
+
+# ---------------------------------------------------------------------------
+# (f) gpu (only when named): the gpu suite under compute-sanitizer on the
+# release build's tests/gpu/test_gpu, and the soak with real runs. Skipped
+# (counted as such) without a GPU or compute-sanitizer. memcheck checks every
+# launch of the quantize tests and the first $LOWBIT_CS_LAUNCHES (800) of
+# the wq ones; racecheck the first 300-600 launches (shared-memory hazards
+# show in the first launches of each kernel); the out-of-memory test runs
+# outside the sanitizer (its failing cuMemAlloc calls are API errors to it).
+check_gpu() {
+  local log="$logs/gpu.log" cs rc=0 t="$release/tests/gpu/test_gpu" launches=${LOWBIT_CS_LAUNCHES:-800}
+  echo "== gpu: the gpu suite under compute-sanitizer ($t), then the soak on the device"
+  cs=$(command -v compute-sanitizer || ls "$cuda_home/bin/compute-sanitizer" 2>/dev/null || true)
+  local why=""
+  if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then why="no GPU here (nvidia-smi -L fails)"
+  elif [ -z "$cs" ]; then why="no compute-sanitizer (looked on PATH and in $cuda_home/bin)"
+  fi
+  if [ -n "$why" ]; then
+    echo "gpu: $why: gpu-sanitizers and gpu-soak skipped"
+    echo "gpu-sanitizers: 0 passed, 0 failed, 1 skipped" >"$log"
+    record gpu-sanitizers 0 "$log"
+    echo "gpu-soak: 0 passed, 0 failed, 1 skipped" >"$logs/gpu-soak.log"
+    record gpu-soak 0 "$logs/gpu-soak.log"
+    return
+  fi
+  if ! timed gpu-build release_build >"$log" 2>&1; then
+    cat "$log"; echo "gpu: release build failed" >>"$log"; record gpu-sanitizers 1 "$log"; record gpu-soak 1 "$log"; return
+  fi
+  if [ ! -x "$t" ] || { [ ! -x "$release/tools/lowbit" ] && [ ! -x "$release/tools/lowbit/lowbit" ]; }; then
+    echo "gpu: $release has no tests/gpu/test_gpu or tools/lowbit (a release build with tests=true is needed)" | tee "$log"
+    record gpu-sanitizers 1 "$log"; record gpu-soak 1 "$log"; return
+  fi
+  local cache
+  cache=$(mktemp -d /tmp/lowbit-gpu-checks-XXXXXX)
+  {
+    export LOWBIT_CACHE_DIR=$cache
+    local p=0 f=0 out
+    run_phase() {  # NAME CMD...: passes when the run succeeds and the sanitizer reports nothing
+      local name=$1 prc
+      shift
+      out=$("$@" 2>&1); prc=$?
+      echo "$out" | grep -E "SUMMARY|test_gpu:|Error" | sed "s/^/$name: /"
+      if [ $prc -eq 0 ] && ! echo "$out" | grep -qE "ERROR SUMMARY: [1-9]|RACECHECK SUMMARY: [1-9]|test_gpu: [0-9]+ passed, [1-9]"; then
+        p=$((p + 1)); else f=$((f + 1)); echo "$out" | tail -30; fi
+    }
+    run_phase plain "$t" -tce='*exhausted*'  # also compiles every kernel into the cache
+    run_phase out-of-memory "$t" -tc='*exhausted*'
+    run_phase memcheck-quantize "$cs" --tool memcheck --leak-check full --error-exitcode 99 "$t" \
+      -tc='gpu: every op*,gpu: rank 3*,gpu: scales*,gpu: run rejects*,gpu: one plan*'
+    run_phase memcheck-wq "$cs" --tool memcheck --leak-check full --error-exitcode 99 --launch-count "$launches" "$t" \
+      -tc='gpu: wq*'
+    run_phase racecheck-quantize "$cs" --tool racecheck --error-exitcode 99 --launch-count 600 "$t" \
+      -tc='gpu: every op*,gpu: one plan*'
+    run_phase racecheck-wq "$cs" --tool racecheck --error-exitcode 99 --launch-count 300 "$t" \
+      -tc='gpu: wq matmul*,gpu: wq split-K*'
+    echo "gpu-sanitizers: $p passed, $f failed, 0 skipped"
+  } >>"$log" 2>&1
+  rc=$?
+  rm -rf "$cache"
+  grep -E "^[a-z-]+: .*(SUMMARY|test_gpu:)" "$log"
+  record gpu-sanitizers $rc "$log"
+  if soak_worker >>"$logs/ninja-checks.log" 2>&1; then
+    LOWBIT_TEST_SUMMARY= timed gpu-soak-run soak_env python3 "$repo/tests/soak/soak.py" \
+      --worker "$build_root/build-checks/soak_worker" \
+      --cli "$(release_cli)" --device 0 --procs 4 --threads 4 --seconds "$soak_seconds" --name gpu-soak \
+      >"$logs/gpu-soak.log" 2>&1
+    rc=$?
+    grep -E "^gpu-soak: " "$logs/gpu-soak.log" | grep -v -E "passed, [0-9]+ failed"
+    record gpu-soak $rc "$logs/gpu-soak.log"
+  else
+    tail -20 "$logs/ninja-checks.log"
+    record gpu-soak 1 "$logs/ninja-checks.log"
+  fi
+}
+
+# ---------------------------------------------------------------------------
+# prepare-gpu (only when named): builds build-checks/soak_worker against the
+# release build (or $LOWBIT_CHECKS_RELEASE_BUILD, not rebuilt) and runs
+# nothing, so both can be carried to a machine that cannot build them.
+check_prepare-gpu() {
+  echo "== prepare-gpu: build-checks/soak_worker against $release"
+  if ! release_build; then echo "prepare-gpu: no usable release build"; overall=1; return; fi
+  if ! checks_ninja soak_worker >"$logs/ninja-checks.log" 2>&1; then
+    cat "$logs/ninja-checks.log"; echo "prepare-gpu: failed"; overall=1; return
+  fi
+  echo "prepare-gpu: built $build_root/build-checks/soak_worker (uses $release/src/liblowbit.so)"
 }
 
 for c in "${checks[@]}"; do "check_$c"; done

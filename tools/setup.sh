@@ -6,7 +6,9 @@
 #                         cache (for sm_90a, or $LOWBIT_ARCH, when there is no
 #                         GPU), and on a GPU also run `lowbit selftest`
 #   tools/setup.sh test   run the test suites (unit + bindings; gpu too when a
-#                         GPU is present) and print "N passed, N failed, N skipped"
+#                         GPU is present) and the reliability checks of
+#                         tools/run_checks.sh (ASan+UBSan, TSan, libFuzzer,
+#                         soak, leaks), and print "N passed, N failed, N skipped"
 set -euo pipefail
 job=${1:-main}
 case "$job" in main|test) ;; *) echo "usage: tools/setup.sh [main|test]" >&2; exit 2 ;; esac
@@ -31,19 +33,36 @@ export CUDA_HOME=$cuda_home
 # --- packages ------------------------------------------------------------------
 packages=(meson ninja-build g++ pkg-config python3 libfmt-dev doctest-dev)
 if [ "$job" = test ]; then
-  # Bindings (Go via cgo) and the sanitizer / fuzzing builds.
+  # Bindings (Go via cgo) and the reliability checks: clang for the
+  # ASan+UBSan build and the libFuzzer targets (gcc's TSan runtime comes
+  # with g++).
   packages+=(golang-go clang)
 fi
 # Rust's cargo: rustup's if present, else Debian's.
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 if [ "$job" = test ] && ! command -v cargo >/dev/null 2>&1; then packages+=(cargo); fi
+sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
+apt_updated=0
+apt_install() {
+  echo "lowbit: installing $*"
+  if [ $apt_updated -eq 0 ]; then $sudo apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
-  echo "lowbit: installing ${missing[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+
+# libFuzzer and clang's sanitizer runtimes: Debian 12+ and Ubuntu 23.04+ ship
+# them in libclang-rt-N-dev (N = clang's major version; libclang-rt-dev is
+# the same for the default clang), which the clang package does not pull in;
+# older releases have them in libclang-common-N-dev, a dependency of clang.
+if [ "$job" = test ]; then
+  fuzzer_runtime() { ls "$(clang++ -print-resource-dir 2>/dev/null)"/lib/*/libclang_rt.fuzzer*.a >/dev/null 2>&1; }
+  if ! fuzzer_runtime; then
+    clang_major=$(clang++ -dumpversion 2>/dev/null | cut -d. -f1 || true)
+    apt_install "libclang-rt-${clang_major}-dev" || true
+    fuzzer_runtime || echo "lowbit: libFuzzer (libclang_rt.fuzzer) not found for clang++ $clang_major: the fuzz checks will fail" >&2
+  fi
 fi
 
 # The benchmark plots (tools/plot_bench.py) and their CPU test use matplotlib.
@@ -71,7 +90,9 @@ if [ "$job" = main ]; then
 else
   suites=()
   has_gpu && suites=(unit gpu)
-  # tools/run_checks.sh (sanitizers, fuzzing, soak, leaks) is run by hand for
-  # now: `tools/run_tests.sh build --checks`; see tests/fuzz/README.md.
-  tools/run_tests.sh build --bindings "${suites[@]}"
+  # --checks: tools/run_checks.sh build (asan tsan fuzz soak leak; each
+  # libFuzzer target for $LOWBIT_FUZZ_SECONDS, default 60); its build dirs
+  # (build-asan, build-tsan, build-fuzz, build-checks) sit next to build/.
+  # Any failure of a suite or a check makes this exit non-zero.
+  tools/run_tests.sh build --bindings --checks "${suites[@]}"
 fi

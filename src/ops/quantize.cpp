@@ -161,11 +161,22 @@ Problem check(const lowbit_quantize_desc& d) {
     fail(LOWBIT_UNSUPPORTED, "scale_dtype {} must be f32 or the x type {}", dtype_name(d.scale_dtype),
          dtype_name(d.x_dtype));
   if (d.rank < 1 || d.rank > 4) fail(LOWBIT_INVALID_PROBLEM, "rank = {} (must be 1..4)", d.rank);
+  // The 2^48 bound is on the product of the nonzero dims, not on the running
+  // product (which a zero dim resets): an empty tensor's other dims still
+  // feed rows, cols, the per-channel inner extent and the packed row bytes,
+  // so none of those may overflow either (tests/unit/test_fuzz_regressions.cpp).
   p.numel = 1;
+  int64_t extent = 1;  // the product of the nonzero dims, <= 2^48
   for (int i = 0; i < d.rank; ++i) {
     if (d.dims[i] < 0) fail(LOWBIT_INVALID_PROBLEM, "dims[{}] = {} is negative", i, d.dims[i]);
-    if (d.dims[i] > 0 && p.numel > (int64_t(1) << 48) / d.dims[i])
-      fail(LOWBIT_INVALID_PROBLEM, "the tensor has more than 2^48 elements (dims[{}] = {})", i, d.dims[i]);
+    if (d.dims[i] == 0) {
+      p.numel = 0;
+      continue;
+    }
+    if (extent > (int64_t(1) << 48) / d.dims[i])
+      fail(LOWBIT_INVALID_PROBLEM, "the tensor has more than 2^48 elements (dims[{}] = {}; zero dims aside)", i,
+           d.dims[i]);
+    extent *= d.dims[i];
     p.numel *= d.dims[i];
   }
   p.cols = d.dims[d.rank - 1];

@@ -25,6 +25,9 @@ import sys
 import tempfile
 import unittest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import suite_summary  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.environ.get("LOWBIT_SOURCE_DIR") or os.path.dirname(os.path.dirname(HERE))
 PLOT = os.path.join(SOURCE, "tools", "plot_bench.py")
@@ -189,6 +192,15 @@ class Plot(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             self.assertEqual(self.run_plot(only_suites(sample(), set()), tmp, "empty"), [])
 
+    def test_committed_prefill_results(self):
+        files = sorted(glob.glob(os.path.join(RESULTS, "*wq-prefill*.json")))
+        if not files:
+            self.skipTest(f"no wq-prefill results committed under {RESULTS}")
+        with open(files[0]) as f:
+            doc = json.load(f)
+        with tempfile.TemporaryDirectory() as tmp:
+            self.assertEqual(self.run_plot(doc, tmp, "p"), ["p-wq-prefill-cublas.png", "p-wq-prefill-fraction.png"])
+
     def test_in_process(self):
         with tempfile.TemporaryDirectory() as tmp:
             written = pb.plot(sample(), tmp, "x-")
@@ -236,40 +248,6 @@ class Cli(unittest.TestCase):
             self.assertFalse(os.path.exists(out), "no JSON without a GPU")
 
 
-class CountingResult(unittest.TextTestResult):
-    """Counts test methods: passed, failed (a failure or error in the test or
-    any of its subtests), skipped."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.passed = 0
-        self.failed_ids = set()
-
-    def addSuccess(self, test):
-        super().addSuccess(test)
-        self.passed += 1
-
-    def _failed(self, test):
-        self.failed_ids.add(getattr(test, "test_case", test).id())
-
-    def addFailure(self, test, err):
-        super().addFailure(test, err)
-        self._failed(test)
-
-    def addError(self, test, err):
-        super().addError(test, err)
-        self._failed(test)
-
-    def addUnexpectedSuccess(self, test):
-        super().addUnexpectedSuccess(test)
-        self._failed(test)
-
-    def addSubTest(self, test, subtest, err):
-        super().addSubTest(test, subtest, err)
-        if err is not None:
-            self._failed(test)
-
-
 def main():
     global CLI
     argv = sys.argv[1:]
@@ -284,23 +262,7 @@ def main():
     if not HAVE_MATPLOTLIB:
         print("bench: matplotlib is not installed: the plotting tests are skipped "
               "(python3 -m pip install matplotlib)")
-    runner = unittest.TextTestRunner(verbosity=2, resultclass=CountingResult, stream=sys.stdout)
-    program = unittest.main(argv=[sys.argv[0]] + argv, testRunner=runner, exit=False)
-    result = program.result
-    failed = len(result.failed_ids)
-    skipped = len(result.skipped)
-    passed = result.passed
-    line = f"bench: {passed} passed, {failed} failed, {skipped} skipped"
-    print(line)
-    summary = os.environ.get("LOWBIT_TEST_SUMMARY")
-    if summary:
-        with open(summary, "a") as f:
-            f.write(line + "\n")
-    if failed:
-        return 1
-    if passed == 0 and skipped > 0:
-        return 77  # Meson's SKIP
-    return 0
+    return suite_summary.run_unittest("bench", argv)
 
 
 if __name__ == "__main__":

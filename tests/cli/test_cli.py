@@ -26,6 +26,9 @@ import tempfile
 import time
 import unittest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import suite_summary  # noqa: E402
+
 CLI = None  # set in main()
 ARCH = "sm_90a"
 NO_GPU_ENV = {"LOWBIT_CUDA_LIBRARY": "/nonexistent/libcuda.so.1"}
@@ -517,40 +520,6 @@ class MultiProcess(CliTest):
         self.assertEqual(leftovers, [], "no temporary files left behind")
 
 
-class CountingResult(unittest.TextTestResult):
-    """Counts test methods: passed, failed (a failure or error in the test or
-    any of its subtests, or in a fixture), skipped."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.passed = 0
-        self.failed_ids = set()
-
-    def addSuccess(self, test):
-        super().addSuccess(test)
-        self.passed += 1
-
-    def _failed(self, test):
-        self.failed_ids.add(getattr(test, "test_case", test).id())
-
-    def addFailure(self, test, err):
-        super().addFailure(test, err)
-        self._failed(test)
-
-    def addError(self, test, err):
-        super().addError(test, err)
-        self._failed(test)
-
-    def addUnexpectedSuccess(self, test):
-        super().addUnexpectedSuccess(test)
-        self._failed(test)
-
-    def addSubTest(self, test, subtest, err):
-        super().addSubTest(test, subtest, err)
-        if err is not None:
-            self._failed(test)
-
-
 def main():
     global CLI
     argv = sys.argv[1:]
@@ -563,22 +532,7 @@ def main():
     if not os.access(CLI, os.X_OK):
         print(f"cli: the lowbit executable {CLI} is missing; build it first", file=sys.stderr)
         return 1
-    runner = unittest.TextTestRunner(verbosity=2, resultclass=CountingResult, stream=sys.stdout)
-    program = unittest.main(argv=[sys.argv[0]] + argv, testRunner=runner, exit=False)
-    result = program.result
-    failed = len(result.failed_ids)
-    skipped = len(result.skipped)
-    line = f"cli: {result.passed} passed, {failed} failed, {skipped} skipped"
-    print(line)
-    summary = os.environ.get("LOWBIT_TEST_SUMMARY")
-    if summary:
-        with open(summary, "a") as f:
-            f.write(line + "\n")
-    if failed:
-        return 1
-    if result.passed == 0 and skipped > 0:
-        return 77  # Meson's SKIP
-    return 0
+    return suite_summary.run_unittest("cli", argv)
 
 
 if __name__ == "__main__":

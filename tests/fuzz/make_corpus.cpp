@@ -5,9 +5,11 @@
 // layouts (a field appended to a descriptor shifts the bytes of every seed).
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -97,32 +99,68 @@ void plan_create_seeds() {
   small_size.struct_size = 12;
   plan_seed("struct_size_12", kKeepSize, small_size);
 
-  // Family 2 (weight-only matmul) with lowbit.h's documented defaults.
-  lowbit_wq_matmul_desc w;
-  std::memset(&w, 0, sizeof(w));
-  w.struct_size = sizeof(w);
-  w.op = LOWBIT_WQ_OP_MATMUL;
-  w.format = LOWBIT_WQ_FORMAT_AWQ;
-  w.weight_bits = 4;
-  w.group_size = 128;
-  w.m = 1;
-  w.n = 4096;
-  w.k = 4096;
-  w.act_dtype = LOWBIT_DTYPE_F16;
-  w.scale_dtype = LOWBIT_DTYPE_F16;
-  w.alignment = 16;
-  plan_seed("wq_awq_m1", kWq, w);
-  w.format = LOWBIT_WQ_FORMAT_GPTQ;
-  w.act_order = 1;
-  w.m = 8;
-  w.weight_bits = 8;
-  plan_seed("wq_gptq_actorder_m8", kWq, w);
-  w.op = LOWBIT_WQ_OP_REPACK;
-  w.format = LOWBIT_WQ_FORMAT_PLAIN;
-  w.symmetric = 1;
-  w.act_order = 0;
-  w.group_size = -1;
-  plan_seed("wq_repack_plain_perchannel", kWq, w);
+  // Quantize edge cases: the API paths (desc = NULL, reserved != 0, the
+  // shorthand), ranks and axes out of range, a zero dim before a huge one
+  // (the bound on the nonzero dims; tests/unit/test_fuzz_regressions.cpp).
+  constexpr uint8_t kReserved = 1u << 3, kNullDesc = 1u << 4, kShorthand = 1u << 6;
+  const lowbit_quantize_desc plain = q(LOWBIT_QOP_QUANTIZE, LOWBIT_SCOPE_PER_TENSOR, LOWBIT_DTYPE_F32, LOWBIT_DTYPE_S8, {8});
+  plan_seed("null_desc", kNullDesc, plain);
+  plan_seed("reserved_1", kReserved, plain);
+  plan_seed("shorthand_per_group_f16_s4", kShorthand | kRef, [] {
+    lowbit_quantize_desc d = q(LOWBIT_QOP_QUANTIZE, LOWBIT_SCOPE_PER_GROUP, LOWBIT_DTYPE_F16, LOWBIT_DTYPE_S4, {3, 4, 96});
+    d.group_size = 32;
+    d.symmetric = 0;
+    return d;
+  }());
+  plan_seed("rank_5", 0, [] {
+    lowbit_quantize_desc d = q(LOWBIT_QOP_QUANTIZE, LOWBIT_SCOPE_PER_TENSOR, LOWBIT_DTYPE_F32, LOWBIT_DTYPE_S8, {2, 2, 2, 2});
+    d.rank = 5;
+    return d;
+  }());
+  plan_seed("axis_out_of_range", 0, [] {
+    lowbit_quantize_desc d = q(LOWBIT_QOP_DEQUANTIZE, LOWBIT_SCOPE_PER_CHANNEL, LOWBIT_DTYPE_BF16, LOWBIT_DTYPE_U4, {4, 6});
+    d.axis = -3;
+    return d;
+  }());
+  plan_seed("zero_then_int64_max", 0, q(LOWBIT_QOP_FAKE_QUANTIZE, LOWBIT_SCOPE_PER_TOKEN, LOWBIT_DTYPE_F32,
+                                       LOWBIT_DTYPE_S4, {15, 33, 0, INT64_MAX}));
+  plan_seed("stride_too_small", 0, [] {
+    lowbit_quantize_desc d = q(LOWBIT_QOP_QUANTIZE, LOWBIT_SCOPE_PER_TOKEN, LOWBIT_DTYPE_F32, LOWBIT_DTYPE_S8, {4, 64});
+    d.x_row_stride = 63;
+    return d;
+  }());
+
+  // Family 2 (weight-only matmul): every format and op, both bit widths.
+  auto wq = [](int32_t op, int32_t format, int32_t bits, int32_t symmetric, int64_t group, int64_t m, int64_t n,
+               int64_t k) {
+    lowbit_wq_matmul_desc w;
+    lowbit_wq_matmul_desc_init(&w);
+    w.op = op;
+    w.format = format;
+    w.weight_bits = bits;
+    w.symmetric = symmetric;
+    w.group_size = group;
+    w.m = m;
+    w.n = n;
+    w.k = k;
+    return w;
+  };
+  constexpr int32_t kMatmul = LOWBIT_WQ_OP_MATMUL, kRepack = LOWBIT_WQ_OP_REPACK;
+  plan_seed("wq_awq_m1", kWq, wq(kMatmul, LOWBIT_WQ_FORMAT_AWQ, 4, 0, 128, 1, 4096, 4096));
+  lowbit_wq_matmul_desc gptq = wq(kMatmul, LOWBIT_WQ_FORMAT_GPTQ, 8, 0, 128, 8, 4096, 4096);
+  gptq.act_order = 1;
+  plan_seed("wq_gptq_actorder_m8", kWq, gptq);
+  plan_seed("wq_repack_plain_perchannel", kWq, wq(kRepack, LOWBIT_WQ_FORMAT_PLAIN, 8, 1, -1, 8, 4096, 4096));
+  lowbit_wq_matmul_desc native = wq(kMatmul, LOWBIT_WQ_FORMAT_NATIVE, 4, 0, 64, 16, 264, 512);
+  native.act_dtype = LOWBIT_DTYPE_BF16;
+  native.scale_dtype = LOWBIT_DTYPE_BF16;
+  native.has_bias = 1;
+  native.x_row_stride = 520;
+  native.y_row_stride = 272;
+  plan_seed("wq_native_bf16_bias_strided", kWq, native);
+  plan_seed("wq_gptq_v1_sym_g32_m33", kWq, wq(kMatmul, LOWBIT_WQ_FORMAT_GPTQ_V1, 4, 1, 32, 33, 128, 256));
+  plan_seed("wq_repack_awq_g256", kWq, wq(kRepack, LOWBIT_WQ_FORMAT_AWQ, 4, 0, 256, 33, 128, 256));
+  plan_seed("wq_bad_n", kWq, wq(kMatmul, LOWBIT_WQ_FORMAT_NATIVE, 4, 0, 128, 1, 4100, 4096));  // n % 8 != 0
 
   // Structured mode (flag 0x80): bytes that pick fields from edge-value tables.
   const uint8_t structured_q[] = {0x80 | kRef, 0, 1, 0, 4, 0, 200, 3, 5, 6, 7, 8, 0, 0, 0, 0, 0, 0, 0, 16};
@@ -149,9 +187,8 @@ void cache_entry_seeds() {
       "\"stack_frame\":0,\"shared_bytes\":0,\"created\":1700000000}";
   e.payload = {0x7f, 'E', 'L', 'F', 2, 1, 1, 0x33, 0, 0, 0, 0, 0, 0, 0, 0};
   auto seed = [&](const std::string& name, uint8_t flags, const std::vector<uint8_t>& bytes) {
-    std::vector<uint8_t> b(1 + bytes.size());
-    b[0] = flags;
-    std::memcpy(b.data() + 1, bytes.data(), bytes.size());
+    std::vector<uint8_t> b(1, flags);
+    b.insert(b.end(), bytes.begin(), bytes.end());
     put("cache_entry", name, b.data(), b.size());
   };
   const std::vector<uint8_t> valid = lowbit::DiskStore::serialize(e);
@@ -177,6 +214,23 @@ void cache_entry_seeds() {
   std::vector<uint8_t> longer = valid;
   longer.push_back(0);
   seed("trailing_byte_fixed", kFix | kDisk, longer);
+  // Header fields one at a time (offsets in src/cache/disk_store.hpp), the
+  // checksum recomputed so that the field itself is what gets judged.
+  auto patched = [&](size_t offset, std::initializer_list<uint8_t> bytes) {
+    std::vector<uint8_t> b = valid;
+    std::copy(bytes.begin(), bytes.end(), b.begin() + offset);
+    return b;
+  };
+  constexpr uint8_t kWrongName = 1u << 2;
+  seed("bad_magic", kFix | kDisk, patched(0, {'L', 'O', 'W', 'B', 'I', 'T', 'X'}));
+  seed("format_99", kFix | kDisk, patched(8, {99, 0, 0, 0}));
+  seed("nvrtc_negative", kFix | kDisk, patched(12, {0, 0, 0, 0x80}));
+  seed("metadata_len_huge", kFix | kDisk, patched(48, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}));
+  seed("payload_len_huge", kFix | kDisk, patched(56, {0xf0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}));
+  seed("kind_7", kFix | kDisk, patched(64, {7}));
+  seed("reserved_nonzero", kFix | kDisk, patched(70, {1}));
+  seed("valid_wrong_name", kDisk | kWrongName, valid);
+  seed("empty_file", kDisk, {});
 }
 
 void manifest_seeds() {
@@ -195,6 +249,25 @@ void manifest_seeds() {
   seed("default", lowbit::cli::default_manifest_text());
   static const char binary[] = "quantize dims=4\0x4 \xff\xfe\n";
   seed("binary", std::string(binary, sizeof(binary) - 1));
+  // Every op, scope and dtype name once, valid lines.
+  seed("every_op_scope_dtype",
+       "quantize op=quantize scope=per_tensor x=f32 q=s8 dims=7x33\n"
+       "quantize op=dequantize scope=per_channel axis=0 x=f16 q=u8 dims=4x5x6\n"
+       "quantize op=quantize_backward scope=per_token x=bf16 q=s4 dims=3x10\n"
+       "quantize op=dequantize_backward scope=per_group group=16 x=f64 q=u4 dims=2x64\n"
+       "quantize op=fake_quantize scope=per_tensor x=f32 q=s8 scale=f32 dims=100 qmin=-127 qmax=127 align=4\n"
+       "quantize op=fake_quantize_backward scope=per_channel axis=-1 x=f32 q=u8 dims=3x9\n"
+       "quantize op=dynamic_quantize scope=per_token x=bf16 q=s8 scale=bf16 dims=5x48 symmetric=1\n"
+       "quantize op=quantize x=f32 q=s32 dims=0x4096\n");
+  // A line as `lowbit prewarm --print` writes it (format_manifest_item).
+  seed("canonical",
+       "quantize op=quantize scope=per_group x=f16 q=s4 scale=f32 dims=3x4x96 stride=96 axis=0 group=32 qmin=-8 "
+       "qmax=7 align=16 symmetric=0\n");
+  seed("edge_tokens",
+       "quantize =v\nquantize x=\nquantize dims=x\nquantize dims=4x\nquantize dims=+4\nquantize dims=-0\n"
+       "quantize qmin=0x10\nquantize dims=99999999999999999999\nquantize stride=9223372036854775808\n"
+       "wq op=matmul\nQUANTIZE op=quantize\nquantize op=quantize\rquantize op=dequantize\n"
+       "quantize  op=quantize\t\tdims=1x1x1x1 # four\n");
 }
 
 }  // namespace

@@ -85,7 +85,8 @@ TEST_CASE("gpu faults: with device memory exhausted, plan creation is OUT_OF_MEM
     if (status == LOWBIT_OUT_OF_MEMORY) CHECK(message.find("OUT_OF_MEMORY") != std::string::npos);
     lowbit_plan_destroy(plan == reinterpret_cast<lowbit_plan*>(0x1) ? nullptr : plan);
   }
-  MESSAGE("with the device full: " << lowbit_status_string(status));
+  const std::string outcome = std::string(lowbit_status_string(status)) + (status == LOWBIT_OK ? "" : " (" + message + ")");
+  MESSAGE("with the device full: " << outcome);
 
   // Memory is back: the plan loads (from the entry the first attempt stored:
   // an allocation failure is not damage, so the entry was kept).

@@ -23,6 +23,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import suite_summary  # noqa: E402
+
 
 def parse_kv(text):
     out = {"key": [], "failure": []}
@@ -121,12 +124,7 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
     else:
         print(f"{a.name}: cache kept in {cache}")
-    line = f"{a.name}: {passed} passed, {failed} failed, 0 skipped"
-    print(line)
-    summary = os.environ.get("LOWBIT_TEST_SUMMARY")
-    if summary:
-        with open(summary, "a") as f:
-            f.write(line + "\n")
+    suite_summary.report(a.name, passed, failed)
     return 0 if failed == 0 else 1
 
 

@@ -2,13 +2,19 @@
 
 #include <dirent.h>
 #include <ftw.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <sstream>
 
 #include "cuda/driver.hpp"
+
+extern char** environ;
 
 namespace lowbit::test {
 
@@ -75,6 +81,55 @@ std::mt19937_64& rng() {
     return std::mt19937_64(seed);
   }();
   return gen;
+}
+
+ChildRun run_self(const std::vector<std::string>& set, const std::vector<std::string>& unset) {
+  auto name_of = [](const std::string& kv) { return kv.substr(0, kv.find('=')); };
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string kv = *e;
+    const std::string name = name_of(kv);
+    const bool dropped = std::find(unset.begin(), unset.end(), name) != unset.end() ||
+                         std::any_of(set.begin(), set.end(), [&](const std::string& x) { return name_of(x) == name; });
+    if (!dropped) env_strings.push_back(kv);
+  }
+  env_strings.insert(env_strings.end(), set.begin(), set.end());
+  std::vector<char*> envp;
+  for (std::string& s : env_strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  char exe[] = "/proc/self/exe";
+  char* argv[] = {exe, nullptr};
+
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::dup2(fds[1], 1);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    ::execve(exe, argv, envp.data());
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  ChildRun r;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fds[0], buf, sizeof(buf));
+    if (n > 0) r.output.append(buf, size_t(n));
+    else if (n == 0 || errno != EINTR) break;
+  }
+  ::close(fds[0]);
+  while (::waitpid(pid, &r.status, 0) < 0 && errno == EINTR) {
+  }
+  std::istringstream lines(r.output);
+  for (std::string line; std::getline(lines, line);) {
+    const size_t eq = line.find('=');
+    if (eq != std::string::npos) r.values[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  return r;
 }
 
 }  // namespace lowbit::test

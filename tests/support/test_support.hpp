@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -39,6 +40,20 @@ std::vector<std::string> list_files(const std::string& dir, const std::string& s
 // A generator seeded from the test case name and the clock: fresh data every
 // run, printed so a failure can be replayed with LOWBIT_TEST_SEED.
 std::mt19937_64& rng();
+
+// This test binary run again as a child process, for scenarios that need a
+// fresh process with another environment (no NVRTC, no driver, a file size
+// limit). The child recognises itself by a variable in `set`, runs the
+// scenario and prints "key=value" lines on stdout.
+struct ChildRun {
+  int status = 0;                             // as waitpid() gives it
+  std::string output;                         // the child's stdout
+  std::map<std::string, std::string> values;  // its "key=value" lines
+};
+// Runs /proc/self/exe without arguments, with this process's environment
+// less the variables named in `unset` and those `set` assigns, plus `set`
+// ("NAME=value" each).
+ChildRun run_self(const std::vector<std::string>& set, const std::vector<std::string>& unset = {});
 
 }  // namespace lowbit::test
 

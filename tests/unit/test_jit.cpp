@@ -6,13 +6,11 @@
 // must still load cached kernels.
 #include <doctest/doctest.h>
 
-#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -39,8 +37,6 @@
 #include "lowbit/lowbit.h"
 #include "ops/op_plan.hpp"
 #include "support/test_support.hpp"
-
-extern char** environ;
 
 namespace {
 
@@ -771,58 +767,11 @@ REGISTER_LISTENER("lowbit_no_nvrtc_child", 100, NoNvrtcChildHook);
 
 // Runs this binary again as a child without NVRTC; returns its key=value output.
 std::map<std::string, std::string> run_child_without_nvrtc(const std::string& cache_dir, int* exit_status) {
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const std::string kv = *e;
-    const std::string name = kv.substr(0, kv.find('='));
-    if (name == "LOWBIT_NVRTC_LIBRARY" || name == kChildVar || name == "LOWBIT_CACHE_PATH" || name == "LOWBIT_LOG")
-      continue;
-    env_strings.push_back(kv);
-  }
-  env_strings.push_back("LOWBIT_NVRTC_LIBRARY=/nonexistent/libnvrtc.so.13");
-  env_strings.push_back(std::string(kChildVar) + "=" + cache_dir);
-  std::vector<char*> envp;
-  for (std::string& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-  char exe[] = "/proc/self/exe";
-  char* argv[] = {exe, nullptr};
-
-  int fds[2];
-  REQUIRE(::pipe(fds) == 0);
-  std::fflush(stdout);
-  std::fflush(stderr);
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::dup2(fds[1], 1);
-    ::close(fds[0]);
-    ::close(fds[1]);
-    ::execve(exe, argv, envp.data());
-    ::_exit(127);
-  }
-  ::close(fds[1]);
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(fds[0], buf, sizeof(buf));
-    if (n > 0) {
-      out.append(buf, size_t(n));
-    } else if (n == 0 || errno != EINTR) {
-      break;
-    }
-  }
-  ::close(fds[0]);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  *exit_status = status;
-  std::map<std::string, std::string> kv;
-  std::istringstream lines(out);
-  for (std::string line; std::getline(lines, line);) {
-    const size_t eq = line.find('=');
-    if (eq != std::string::npos) kv[line.substr(0, eq)] = line.substr(eq + 1);
-  }
-  return kv;
+  lowbit::test::ChildRun r = lowbit::test::run_self(
+      {"LOWBIT_NVRTC_LIBRARY=/nonexistent/libnvrtc.so.13", std::string(kChildVar) + "=" + cache_dir},
+      {kChildVar, "LOWBIT_CACHE_PATH", "LOWBIT_LOG"});
+  *exit_status = r.status;
+  return r.values;
 }
 
 }  // namespace
