@@ -116,6 +116,73 @@ LOWBIT_DEVICE uint32_t scale_pair(uint32_t v, uint32_t s) {
   }
 }
 
+// The (m-block, n-block) of this CTA: blockIdx.x walks groups of kGroupM
+// m-blocks, m fastest inside a group, so that consecutive CTAs share an
+// n-block's weights and a few m-blocks of X in L2. False past the grid.
+template <int kGroupM>
+LOWBIT_DEVICE bool cta_tile(int64_t m_blocks, int64_t n_blocks, int64_t& mb, int64_t& nb) {
+  const int64_t pid = blockIdx.x;
+  const int64_t per_group = int64_t(kGroupM) * n_blocks;
+  const int64_t first_m = pid / per_group * kGroupM;
+  const int64_t size_m = min64(m_blocks - first_m, int64_t(kGroupM));
+  const int64_t in_group = pid % per_group;
+  mb = first_m + in_group % size_m;
+  nb = in_group / size_m;
+  return mb < m_blocks;
+}
+
+// One group's scales (a 16-byte half per thread of the first kGPC kNT 2)
+// and zeros of a stage, for both GEMM kernels: thread (q, j, half) copies
+// group q's half `half` of n-tile j's 32 bytes of scales (and with half 0
+// the n-tile's zeros) from global group g.
+template <int kG, bool kSym, int kZeroBytes>
+LOWBIT_DEVICE void cp_async_scales(const WqMatmulParams& p, uint32_t s_dst, uint32_t z_dst, int64_t g, bool ok,
+                                   uint64_t s_col, uint64_t z_col, bool first_half) {
+  ok = ok && g < p.ngroups;
+  cp_async16(s_dst, ok ? p.scale + uint64_t(g) * uint64_t(p.n_tiles) * 32u + s_col : p.scale, ok);
+  if constexpr (!kSym) {
+    if (first_half) {
+      const uint64_t zsrc = ok ? p.zero + uint64_t(g) * uint64_t(p.n_tiles) * (8u * kZeroBytes) + z_col : p.zero;
+      if constexpr (kZeroBytes == 1) {
+        cp_async8(z_dst, zsrc, ok);
+      } else {
+        cp_async16(z_dst, zsrc, ok);
+      }
+    }
+  }
+}
+
+// The group of chunk c (sub-group q of a G = 32 chunk).
+template <int kG>
+LOWBIT_DEVICE int64_t chunk_group(int64_t c, int q) {
+  if constexpr (kG < 0) return 0;
+  else if constexpr (kG == 32) return 2 * c + q;
+  else return c / (kG / 64);
+}
+
+// Epilogue of both GEMM kernels: the CTA's kBM x kBN tile of Y, rounded into
+// shared memory rows kYRow bytes apart, written as 16-byte row pieces (or
+// element by element when Y or its stride is not 16-byte aligned).
+template <typename AT, int kBM, int kBN, int kYRow, int kThreads>
+LOWBIT_DEVICE void store_y_tile(const WqMatmulParams& p, const uint8_t* smem, int64_t m0, int64_t n_cta) {
+  const bool vec = (p.y & 15u) == 0 && (p.y_stride & 7) == 0;
+  constexpr int kPieces = kBN / 8;
+  for (int i = threadIdx.x; i < kBM * kPieces; i += kThreads) {
+    const int ml = i / kPieces, piece = i % kPieces;
+    const int64_t m = m0 + ml, n = n_cta + 8 * piece;
+    if (m >= p.m || n >= p.n) continue;
+    const uint8_t* src = smem + ml * kYRow + piece * 16;
+    AT* dst = mut_ptr<AT>(p.y) + m * p.y_stride + n;
+    if (vec) {
+      *reinterpret_cast<U4*>(dst) = *reinterpret_cast<const U4*>(src);
+    } else {
+      // N is a multiple of 8: a piece is whole or absent.
+#pragma unroll
+      for (int e = 0; e < 8; ++e) dst[e] = reinterpret_cast<const AT*>(src)[e];
+    }
+  }
+}
+
 template <typename Cfg>
 struct Gemm {
   using AT = typename Cfg::AT;
@@ -170,17 +237,7 @@ LOWBIT_DEVICE void wq_gemm_kernel(const WqMatmulParams& p) {
   const int64_t m_blocks = (p.m + kBM - 1) / kBM;
   const int64_t n_blocks = (p.n_tiles + kNT - 1) / kNT;
   int64_t mb, nb;
-  {
-    const int64_t pid = blockIdx.x;
-    const int64_t per_group = int64_t(Cfg::kGroupM) * n_blocks;
-    const int64_t group = pid / per_group;
-    const int64_t first_m = group * Cfg::kGroupM;
-    const int64_t size_m = min64(m_blocks - first_m, int64_t(Cfg::kGroupM));
-    const int64_t in_group = pid % per_group;
-    mb = first_m + in_group % size_m;
-    nb = in_group / size_m;
-  }
-  if (mb >= m_blocks) return;
+  if (!cta_tile<Cfg::kGroupM>(m_blocks, n_blocks, mb, nb)) return;
   const int64_t m0 = mb * kBM, nt0 = nb * kNT;
 
   const int64_t chunk_begin = int64_t(blockIdx.y) * p.steps_per_split;
@@ -215,35 +272,18 @@ LOWBIT_DEVICE void wq_gemm_kernel(const WqMatmulParams& p) {
   const int sq = tid / (kNT * 2), sj = (tid / 2) % kNT, shalf = tid & 1;
   const bool s_thread = tid < kGPC * kNT * 2 && nt0 + sj < p.n_tiles;
   const uint64_t s_col = uint64_t(nt0 + sj) * 32u + uint64_t(shalf) * 16u;
-  const uint64_t s_group = uint64_t(p.n_tiles) * 32u;
   const uint64_t z_col = uint64_t(nt0 + sj) * (8u * G::kZeroBytes);
-  const uint64_t z_group = uint64_t(p.n_tiles) * (8u * G::kZeroBytes);
   auto load_stage = [&](int slot, int64_t c) {
     const uint32_t st = sbase + uint32_t(slot) * G::kStageBytes;
 #pragma unroll
     for (int j = 0; j < kWPer; ++j)
       if (kWPieces % kThreads == 0 || tid + j * kThreads < kWPieces)
         cp_async16(st + uint32_t(tid + j * kThreads) * 16u, w_ok[j] ? w_src0[j] + uint64_t(c) * (kH * 512) : p.w, w_ok[j]);
-    if (tid < kGPC * kNT * 2) {
-      int64_t g;
-      if constexpr (G::kG < 0) g = 0;
-      else if constexpr (G::kG == 32) g = 2 * c + sq;
-      else g = c / (G::kG / 64);
-      const bool ok = s_thread && g < p.ngroups;
-      cp_async16(st + G::kSOff + uint32_t(sq * kNT + sj) * 32u + uint32_t(shalf) * 16u,
-                 ok ? p.scale + uint64_t(g) * s_group + s_col : p.scale, ok);
-      if constexpr (!G::kSym) {
-        if (shalf == 0) {
-          const uint64_t zsrc = ok ? p.zero + uint64_t(g) * z_group + z_col : p.zero;
-          const uint32_t zdst = st + G::kZOff + uint32_t(sq * kNT + sj) * (8u * G::kZeroBytes);
-          if constexpr (G::kZeroBytes == 1) {
-            cp_async8(zdst, zsrc, ok);
-          } else {
-            cp_async16(zdst, zsrc, ok);
-          }
-        }
-      }
-    }
+    if (tid < G::kGPC * kNT * 2)
+      cp_async_scales<G::kG, G::kSym, G::kZeroBytes>(
+          p, st + G::kSOff + uint32_t(sq * kNT + sj) * 32u + uint32_t(shalf) * 16u,
+          st + G::kZOff + uint32_t(sq * kNT + sj) * (8u * G::kZeroBytes), chunk_group<G::kG>(c, sq), s_thread, s_col,
+          z_col, shalf == 0);
     const int64_t k0 = c * 64;
     const bool k_ok = k0 + 8 * x_piece < p.k;
 #pragma unroll
@@ -399,22 +439,7 @@ LOWBIT_DEVICE void wq_gemm_kernel(const WqMatmulParams& p) {
       }
   }
   __syncthreads();
-  const bool vec = (p.y & 15u) == 0 && (p.y_stride & 7) == 0;
-  constexpr int kPieces = G::kBN / 8;  // 16-byte pieces per row
-  for (int i = tid; i < kBM * kPieces; i += kThreads) {
-    const int ml = i / kPieces, piece = i % kPieces;
-    const int64_t m = m0 + ml, n = n_cta + 8 * piece;
-    if (m >= p.m || n >= p.n) continue;
-    const uint8_t* src = smem + ml * G::kYRow + piece * 16;
-    AT* dst = mut_ptr<AT>(p.y) + m * p.y_stride + n;
-    if (vec) {
-      *reinterpret_cast<U4*>(dst) = *reinterpret_cast<const U4*>(src);
-    } else {
-      // N is a multiple of 8: a piece is whole or absent.
-#pragma unroll
-      for (int e = 0; e < 8; ++e) dst[e] = reinterpret_cast<const AT*>(src)[e];
-    }
-  }
+  store_y_tile<AT, kBM, G::kBN, G::kYRow, kThreads>(p, smem, m0, n_cta);
 }
 
 }  // namespace lowbit

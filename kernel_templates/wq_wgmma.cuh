@@ -144,17 +144,7 @@ LOWBIT_DEVICE void wq_wgmma_kernel(const WqMatmulParams& p) {
   const int64_t m_blocks = (p.m + kBM - 1) / kBM;
   const int64_t n_blocks = (p.n_tiles + kNT - 1) / kNT;
   int64_t mb, nb;
-  {
-    const int64_t pid = blockIdx.x;
-    const int64_t per_group = int64_t(Cfg::kGroupM) * n_blocks;
-    const int64_t group = pid / per_group;
-    const int64_t first_m = group * Cfg::kGroupM;
-    const int64_t size_m = min64(m_blocks - first_m, int64_t(Cfg::kGroupM));
-    const int64_t in_group = pid % per_group;
-    mb = first_m + in_group % size_m;
-    nb = in_group / size_m;
-  }
-  if (mb >= m_blocks) return;
+  if (!cta_tile<Cfg::kGroupM>(m_blocks, n_blocks, mb, nb)) return;
   const int64_t m0 = mb * kBM, nt0 = nb * kNT;
   const int64_t chunk_begin = int64_t(blockIdx.y) * p.steps_per_split;
   const int64_t chunk_end = min64(p.k_steps, chunk_begin + p.steps_per_split);
@@ -190,9 +180,7 @@ LOWBIT_DEVICE void wq_wgmma_kernel(const WqMatmulParams& p) {
   const int sq = tid / (kNT * 2), sj = (tid / 2) % kNT, shalf = tid & 1;
   const bool s_thread = tid < G::kGPC * kNT * 2 && nt0 + sj < p.n_tiles;
   const uint64_t s_col = (uint64_t(nt0 + sj)) * 32u + uint64_t(shalf) * 16u;
-  const uint64_t s_group = uint64_t(p.n_tiles) * 32u;
   const uint64_t z_col = uint64_t(nt0 + sj) * (8u * G::kZeroBytes);
-  const uint64_t z_group = uint64_t(p.n_tiles) * (8u * G::kZeroBytes);
   auto load_stage = [&](int slot, int64_t c) {
     const uint32_t st = sbase + uint32_t(slot) * G::kStageBytes;
     const int64_t k0 = c * 64;
@@ -206,26 +194,11 @@ LOWBIT_DEVICE void wq_wgmma_kernel(const WqMatmulParams& p) {
     for (int j = 0; j < kWPer; ++j)
       if (tid + j * kThreads < kWPieces)
         cp_async16(st + w_dst[j], w_ok[j] ? w_src0[j] + uint64_t(c) * (kH * 512) : p.w, w_ok[j]);
-    if (tid < G::kGPC * kNT * 2) {
-      int64_t g;
-      if constexpr (G::kG < 0) g = 0;
-      else if constexpr (G::kG == 32) g = 2 * c + sq;
-      else g = c / (G::kG / 64);
-      const bool ok = s_thread && g < p.ngroups;
-      cp_async16(st + G::kSOff + uint32_t(sq * kNT + sj) * 32u + uint32_t(shalf) * 16u,
-                 ok ? p.scale + uint64_t(g) * s_group + s_col : p.scale, ok);
-      if constexpr (!G::kSym) {
-        if (shalf == 0) {
-          const uint64_t zsrc = ok ? p.zero + uint64_t(g) * z_group + z_col : p.zero;
-          const uint32_t zdst = st + G::kZOff + uint32_t(sq * kNT + sj) * (8u * G::kZeroBytes);
-          if constexpr (G::kZeroBytes == 1) {
-            cp_async8(zdst, zsrc, ok);
-          } else {
-            cp_async16(zdst, zsrc, ok);
-          }
-        }
-      }
-    }
+    if (tid < G::kGPC * kNT * 2)
+      cp_async_scales<G::kG, G::kSym, G::kZeroBytes>(
+          p, st + G::kSOff + uint32_t(sq * kNT + sj) * 32u + uint32_t(shalf) * 16u,
+          st + G::kZOff + uint32_t(sq * kNT + sj) * (8u * G::kZeroBytes), chunk_group<G::kG>(c, sq), s_thread, s_col,
+          z_col, shalf == 0);
   };
 
   float acc[kAcc];
@@ -356,21 +329,7 @@ LOWBIT_DEVICE void wq_wgmma_kernel(const WqMatmulParams& p) {
       mut_ptr<AT>(uint64_t(smem) + uint64_t(ml) * G::kYRow)[nl] = from_f32<AT>(acc[4 * j + e] + (e >= 2 ? b1 : b0));
     }
   __syncthreads();
-  const bool vec = (p.y & 15u) == 0 && (p.y_stride & 7) == 0;
-  constexpr int kPieces = G::kBN / 8;
-  for (int i = tid; i < kBM * kPieces; i += kThreads) {
-    const int ml = i / kPieces, piece = i % kPieces;
-    const int64_t m = m0 + ml, n = n_cta + 8 * piece;
-    if (m >= p.m || n >= p.n) continue;
-    const uint8_t* src = smem + ml * G::kYRow + piece * 16;
-    AT* dst = mut_ptr<AT>(p.y) + m * p.y_stride + n;
-    if (vec) {
-      *reinterpret_cast<U4*>(dst) = *reinterpret_cast<const U4*>(src);
-    } else {
-#pragma unroll
-      for (int e = 0; e < 8; ++e) dst[e] = reinterpret_cast<const AT*>(src)[e];
-    }
-  }
+  store_y_tile<AT, kBM, G::kBN, G::kYRow, kThreads>(p, smem, m0, n_cta);
 }
 
 }  // namespace lowbit

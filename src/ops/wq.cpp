@@ -352,6 +352,62 @@ void launch_repack(const Problem& p, const WqNativeLayout& layout, const RepackS
   launch_kernel(functions[i], grid, 1, 1, 256, 0, stream, &k);
 }
 
+int64_t run_rows(const RunArgs& args, const lowbit_wq_matmul_desc& d) {
+  const uint64_t rows_arg = args.get(LOWBIT_ARG_ROWS, "row count (optional)", false, 1);
+  if (rows_arg == 0) return d.m;
+  if (rows_arg > uint64_t(d.m)) fail(LOWBIT_INVALID_ARGUMENT, "LOWBIT_ARG_ROWS = {} is above the plan's m = {}", rows_arg, d.m);
+  return int64_t(rows_arg);
+}
+
+void launch_permute(const Problem& p, uint64_t x, uint64_t xp, uint64_t perm, int64_t rows, CUfunction function,
+                    int sm_count, CUstream stream) {
+  WqPermuteParams pp{};
+  pp.x = x;
+  pp.xp = xp;
+  pp.perm = perm;
+  pp.m = rows;
+  pp.k = p.d.k;
+  pp.x_stride = p.x_stride;
+  const unsigned grid = unsigned(std::clamp<int64_t>(ceil_div(rows * p.d.k, 256), 1, int64_t(sm_count) * 8));
+  launch_kernel(function, grid, 1, 1, 256, 0, stream, &pp);
+}
+
+void launch_reduce(const Problem& p, uint64_t partial, uint64_t y, uint64_t bias, int64_t rows, int64_t splits,
+                   CUfunction function, int sm_count, CUstream stream) {
+  WqReduceParams r{};
+  r.partial = partial;
+  r.y = y;
+  r.bias = bias;
+  r.m = rows;
+  r.m_plan = p.d.m;
+  r.n = p.d.n;
+  r.y_stride = p.y_stride;
+  r.splits = splits;
+  const unsigned grid = unsigned(std::clamp<int64_t>(ceil_div(rows * p.d.n, 256), 1, int64_t(sm_count) * 8));
+  launch_kernel(function, grid, 1, 1, 256, 0, stream, &r);
+}
+
+JsonObject matmul_problem_json(const Problem& p) {
+  const lowbit_wq_matmul_desc& d = p.d;
+  JsonObject o;
+  o.add("op", "matmul")
+      .add("format", format_name(d.format))
+      .add("weight_bits", int64_t(d.weight_bits))
+      .add("group_size", d.group_size)
+      .add("symmetric", d.symmetric != 0)
+      .add("act_order", d.act_order != 0)
+      .add("m", d.m)
+      .add("n", d.n)
+      .add("k", d.k)
+      .add("act_dtype", dtype_name(d.act_dtype))
+      .add("scale_dtype", dtype_name(d.scale_dtype))
+      .add("has_bias", d.has_bias != 0)
+      .add("x_row_stride", p.x_stride)
+      .add("y_row_stride", p.y_stride)
+      .add("deterministic", true);
+  return o;
+}
+
 bool uses_gemm(const lowbit_wq_matmul_desc& d) {
   const int path = config_knob("path");
   if (path == 1 || path == 2) return path == 2;
@@ -421,13 +477,7 @@ class MatmulPlan final : public OpPlan {
 
   void run(const RunArgs& args, uint64_t workspace, size_t, const CUfunction* functions, CUstream stream) const override {
     const lowbit_wq_matmul_desc& d = p_.d;
-    int64_t rows = d.m;
-    const uint64_t rows_arg = args.get(LOWBIT_ARG_ROWS, "row count (optional)", false, 1);
-    if (rows_arg != 0) {
-      if (rows_arg > uint64_t(d.m))
-        fail(LOWBIT_INVALID_ARGUMENT, "LOWBIT_ARG_ROWS = {} is above the plan's m = {}", rows_arg, d.m);
-      rows = int64_t(rows_arg);
-    }
+    const int64_t rows = run_rows(args, d);
     WqMatmulParams k{};
     k.x = args.get(LOWBIT_ARG_X, "activations", true, 16);
     k.y = args.get(LOWBIT_ARG_Y, "output", true, 2);
@@ -454,16 +504,7 @@ class MatmulPlan final : public OpPlan {
     k.k_steps = c_.k_steps;
     k.steps_per_split = c_.steps_per_split;
     if (native_act_) {
-      WqPermuteParams pp{};
-      pp.x = k.x;
-      pp.xp = workspace;
-      pp.perm = k.w + uint64_t(layout_.perm_offset);
-      pp.m = rows;
-      pp.k = d.k;
-      pp.x_stride = p_.x_stride;
-      const int64_t total = rows * d.k;
-      const unsigned grid = unsigned(std::clamp<int64_t>(ceil_div(total, 256), 1, int64_t(sm_count_) * 8));
-      launch_kernel(functions[0], grid, 1, 1, 256, 0, stream, &pp);
+      launch_permute(p_, k.x, workspace, k.w + uint64_t(layout_.perm_offset), rows, functions[0], sm_count_, stream);
       k.x = workspace;
       k.x_stride = d.k;
     }
@@ -471,19 +512,8 @@ class MatmulPlan final : public OpPlan {
     const unsigned grid_z = c_.m_tile == 8 ? unsigned(ceil_div(rows, 8)) : 1u;
     launch_kernel(functions[main_index_], unsigned(c_.blocks_x), unsigned(c_.splits), grid_z, unsigned(32 * c_.warps), 0,
                   stream, &k);
-    if (c_.splits > 1) {
-      WqReduceParams r{};
-      r.partial = k.partial;
-      r.y = k.y;
-      r.bias = k.bias;
-      r.m = rows;
-      r.m_plan = d.m;
-      r.n = d.n;
-      r.y_stride = p_.y_stride;
-      r.splits = c_.splits;
-      const unsigned grid = unsigned(std::clamp<int64_t>(ceil_div(rows * d.n, 256), 1, int64_t(sm_count_) * 8));
-      launch_kernel(functions[main_index_ + 1], grid, 1, 1, 256, 0, stream, &r);
-    }
+    if (c_.splits > 1)
+      launch_reduce(p_, k.partial, k.y, k.bias, rows, c_.splits, functions[main_index_ + 1], sm_count_, stream);
   }
 
   std::string describe() const override {
@@ -502,22 +532,7 @@ class MatmulPlan final : public OpPlan {
                              .add("from_env", c_.tuned)
                              .add("score", c_.score)
                              .str();
-    return JsonObject()
-        .add("op", "matmul")
-        .add("format", format_name(d.format))
-        .add("weight_bits", int64_t(d.weight_bits))
-        .add("group_size", d.group_size)
-        .add("symmetric", d.symmetric != 0)
-        .add("act_order", d.act_order != 0)
-        .add("m", d.m)
-        .add("n", d.n)
-        .add("k", d.k)
-        .add("act_dtype", dtype_name(d.act_dtype))
-        .add("scale_dtype", dtype_name(d.scale_dtype))
-        .add("has_bias", d.has_bias != 0)
-        .add("x_row_stride", p_.x_stride)
-        .add("y_row_stride", p_.y_stride)
-        .add("deterministic", true)
+    return matmul_problem_json(p_)
         .add("exact_weights", !(d.act_order && d.format != LOWBIT_WQ_FORMAT_NATIVE))
         .add("path", d.act_order && d.format != LOWBIT_WQ_FORMAT_NATIVE
                          ? "gptq act-order read directly (per-value groups, slow; repack to native for speed)"

@@ -260,13 +260,7 @@ class GemmPlan final : public OpPlan {
 
   void run(const RunArgs& args, uint64_t workspace, size_t, const CUfunction* functions, CUstream stream) const override {
     const lowbit_wq_matmul_desc& d = p_.d;
-    int64_t rows = d.m;
-    const uint64_t rows_arg = args.get(LOWBIT_ARG_ROWS, "row count (optional)", false, 1);
-    if (rows_arg != 0) {
-      if (rows_arg > uint64_t(d.m))
-        fail(LOWBIT_INVALID_ARGUMENT, "LOWBIT_ARG_ROWS = {} is above the plan's m = {}", rows_arg, d.m);
-      rows = int64_t(rows_arg);
-    }
+    const int64_t rows = run_rows(args, d);
     WqMatmulParams k{};
     k.x = args.get(LOWBIT_ARG_X, "activations", true, 16);
     k.y = args.get(LOWBIT_ARG_Y, "output", true, 2);
@@ -300,35 +294,17 @@ class GemmPlan final : public OpPlan {
     k.k_steps = c_.chunks;
     k.steps_per_split = c_.chunks_per_split;
     if (d.act_order) {
-      WqPermuteParams pp{};
-      pp.x = k.x;
-      pp.xp = workspace + xp_offset_;
-      pp.perm = native + uint64_t(layout_.perm_offset);
-      pp.m = rows;
-      pp.k = d.k;
-      pp.x_stride = p_.x_stride;
-      const unsigned grid = unsigned(std::clamp<int64_t>(ceil_div(rows * d.k, 256), 1, int64_t(sm_count_) * 8));
-      launch_kernel(functions[permute_index_], grid, 1, 1, 256, 0, stream, &pp);
-      k.x = pp.xp;
+      launch_permute(p_, k.x, workspace + xp_offset_, native + uint64_t(layout_.perm_offset), rows,
+                     functions[permute_index_], sm_count_, stream);
+      k.x = workspace + xp_offset_;
       k.x_stride = d.k;
     }
     if (c_.splits > 1) k.partial = workspace + partial_offset_;
     const int64_t m_blocks = ceil_div(rows, c_.tile.bm);
     launch_kernel(functions[gemm_index_], unsigned(m_blocks * c_.n_blocks), unsigned(c_.splits), 1,
                   unsigned(32 * c_.tile.warps()), size_t(c_.smem), stream, &k);
-    if (c_.splits > 1) {
-      WqReduceParams r{};
-      r.partial = k.partial;
-      r.y = k.y;
-      r.bias = k.bias;
-      r.m = rows;
-      r.m_plan = d.m;
-      r.n = d.n;
-      r.y_stride = p_.y_stride;
-      r.splits = c_.splits;
-      const unsigned grid = unsigned(std::clamp<int64_t>(ceil_div(rows * d.n, 256), 1, int64_t(sm_count_) * 8));
-      launch_kernel(functions[gemm_index_ + 1], grid, 1, 1, 256, 0, stream, &r);
-    }
+    if (c_.splits > 1)
+      launch_reduce(p_, k.partial, k.y, k.bias, rows, c_.splits, functions[gemm_index_ + 1], sm_count_, stream);
   }
 
   std::string describe() const override {
@@ -352,22 +328,7 @@ class GemmPlan final : public OpPlan {
                              .add("estimated_us", c_.est_us)
                              .add("from_env", c_.tuned)
                              .str();
-    return JsonObject()
-        .add("op", "matmul")
-        .add("format", format_name(d.format))
-        .add("weight_bits", int64_t(d.weight_bits))
-        .add("group_size", d.group_size)
-        .add("symmetric", d.symmetric != 0)
-        .add("act_order", d.act_order != 0)
-        .add("m", d.m)
-        .add("n", d.n)
-        .add("k", d.k)
-        .add("act_dtype", dtype_name(d.act_dtype))
-        .add("scale_dtype", dtype_name(d.scale_dtype))
-        .add("has_bias", d.has_bias != 0)
-        .add("x_row_stride", p_.x_stride)
-        .add("y_row_stride", p_.y_stride)
-        .add("deterministic", true)
+    return matmul_problem_json(p_)
         .add("exact_weights", false)
         .add("path", repack_ ? "prefill: one-time repack into the workspace, then the tensor-core GEMM"
                               : d.act_order ? "prefill: tensor-core GEMM with permuted X" : "prefill: tensor-core GEMM")

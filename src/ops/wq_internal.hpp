@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/json.hpp"
 #include "ops/op_plan.hpp"
 
 // The kernels' parameter structs and the native layout, shared with the
@@ -51,6 +52,18 @@ std::vector<KernelSpec> repack_specs(const Problem& p);
 RepackSources repack_sources(const RunArgs& args, const lowbit_wq_matmul_desc& d);
 void launch_repack(const Problem& p, const WqNativeLayout& layout, const RepackSources& src, uint64_t out,
                    const CUfunction* functions, int sm_count, CUstream stream);
+
+// Shared by both matmul plans' run(): the row count of this run (ROWS or
+// desc.m), the permutation of X into `xp` (act-order), and the split-K
+// reduction of `partial` into Y (+ bias).
+int64_t run_rows(const RunArgs& args, const lowbit_wq_matmul_desc& d);
+void launch_permute(const Problem& p, uint64_t x, uint64_t xp, uint64_t perm, int64_t rows, CUfunction function,
+                    int sm_count, CUstream stream);
+void launch_reduce(const Problem& p, uint64_t partial, uint64_t y, uint64_t bias, int64_t rows, int64_t splits,
+                   CUfunction function, int sm_count, CUstream stream);
+// The problem fields of a matmul plan's describe(); callers add the path,
+// the weight exactness and their config.
+JsonObject matmul_problem_json(const Problem& p);
 
 // Developer knob for tuning sweeps: LOWBIT_WQ_CONFIG="key=value,...". Returns
 // the value of `key`, 0 when absent. Read at plan creation only.
