@@ -100,7 +100,24 @@ constexpr TileShape kWgmmaTiles[] = {{128, 1, 16, 8, 1},   // 128   8   (2 warpg
                                      {256, 1, 32, 8, 1},   // 128   8
                                      {128, 1, 16, 4, 1}};  //  64   4   (1 warpgroup)
 
-GemmConfig evaluate(const Problem& p, const TileShape& tile, int64_t splits, const DeviceTraits& device,
+// LOWBIT_WQ_CONFIG's GEMM keys, read once per plan (0 = not given).
+struct Knobs {
+  int kernel = 0;  // 1 mma.sync, 2 wgmma
+  int bm = 0, bn = 0, splits = 0, stages = 0, occ = 0;
+  bool any() const { return kernel || bm || bn || splits || stages || occ; }
+};
+Knobs read_knobs() {
+  Knobs k;
+  k.kernel = config_knob("kernel");
+  k.bm = config_knob("bm");
+  k.bn = config_knob("bn");
+  k.splits = config_knob("splits");
+  k.stages = config_knob("stages");
+  k.occ = config_knob("occ");
+  return k;
+}
+
+GemmConfig evaluate(const Problem& p, const TileShape& tile, int64_t splits, const DeviceTraits& device, int occ,
                     bool wgmma = false) {
   const lowbit_wq_matmul_desc& d = p.d;
   const int sms = std::max(device.sm_count, 1);
@@ -112,17 +129,17 @@ GemmConfig evaluate(const Problem& p, const TileShape& tile, int64_t splits, con
   c.n_blocks = ceil_div(ceil_div(d.n, 16), tile.bn() / 16);
   c.chunks_per_split = ceil_div(c.chunks, splits);
   c.splits = ceil_div(c.chunks, c.chunks_per_split);
-  // Stages: as many as the CTA's share of the SM's shared memory holds (8 at
-  // most, 3 at least): deep rings keep the weight stream busy at small M.
-  const int occ = config_knob("occ");
+  // Stages: as many as the CTA's share of the SM's shared memory holds
+  // (mma.sync 3..8, wgmma 4..6): deep rings keep the weight stream busy at
+  // small M. `occ` (the knob) overrides the CTAs an SM is sized for.
   const int want_slots = occ > 0 ? occ : wgmma ? (tile.warps() == 4 ? 2 : 1)
                                      : tile.tile_m * tile.tile_n >= 16 ? 1 : tile.warps() == 4 ? 4 : 2;
   const int budget = shared_limit(device.target.sm) / want_slots - 2048;
   const int sb = wgmma ? wgmma_stage_bytes(tile, d) : stage_bytes(tile, d);
   c.stages = std::clamp(budget / sb, wgmma ? 4 : 3, wgmma ? 6 : 8);
   c.smem = std::max(c.stages * sb, epilogue_bytes(tile)) + (wgmma ? 1024 : 0);
+  // The launch bound asks for `slots` CTAs an SM, which caps the registers.
   c.slots = std::max(1, std::min(want_slots, shared_limit(device.target.sm) / (c.smem + 1024)));
-  // Registers: the launch bound asks for `slots` CTAs an SM (65536 / threads / slots each).
   // Time: the larger of tensor-core work (padded tiles included) and DRAM
   // traffic (weights once, X and Y once), spread over the grid's waves, plus
   // the split-K reduction (partials written and read, one more launch).
@@ -142,33 +159,34 @@ GemmConfig choose_gemm(const Problem& p, const DeviceTraits& device) {
   int row = 0;
   while (row < 3 && kWide[row].bm < d.m) ++row;
   const int64_t chunks = ceil_div(d.k, 64);
+  const Knobs knobs = read_knobs();
   GemmConfig best;
   best.est_us = -1;
   for (const TileShape* table : {kWide, kNarrow}) {
     for (int64_t splits : {1, 2, 3, 4, 6, 8}) {
       if (splits > 1 && (chunks / splits < 8 || d.m > 256)) break;  // keep >= 512 of K per split; no split at large M
-      const GemmConfig c = evaluate(p, table[row], splits, device);
+      const GemmConfig c = evaluate(p, table[row], splits, device, knobs.occ);
       if (best.est_us < 0 || c.est_us < best.est_us * 0.97) best = c;  // prefer wide, unsplit on near ties
     }
   }
   // On sm_90a the warpgroup kernel joins the candidates from M = 64 on
   // (its smallest M tile is 128 rows of X).
-  const int kernel = config_knob("kernel");  // 1 mma.sync, 2 wgmma
+  const int kernel = knobs.kernel;
   const bool wgmma_ok = device.target.sm == 90 && device.target.arch_specific;
   if (wgmma_ok && kernel != 1 && (d.m >= 64 || kernel == 2)) {
     if (kernel == 2) best.est_us = -1;
     for (const TileShape& t : kWgmmaTiles) {
       for (int64_t splits : {1, 2, 3, 4}) {
         if (splits > 1 && (chunks / splits < 8 || d.m > 1024)) break;
-        const GemmConfig c = evaluate(p, t, splits, device, true);
+        const GemmConfig c = evaluate(p, t, splits, device, knobs.occ, true);
         if (best.est_us < 0 || c.est_us < best.est_us * 0.97) best = c;
       }
     }
   }
   // LOWBIT_WQ_CONFIG: bm (16..256), bn (wide 1 / narrow 2), splits, stages;
   // with kernel=2: bm 128/256 and bn 1 (two warpgroups) / 2 (one).
-  const int bm = config_knob("bm"), bn = config_knob("bn"), splits = config_knob("splits"), stages = config_knob("stages");
-  if (bm || bn || splits || stages || config_knob("occ") || kernel) {
+  const int bm = knobs.bm, bn = knobs.bn, splits = knobs.splits, stages = knobs.stages;
+  if (knobs.any()) {
     const bool wg = best.wgmma;
     TileShape t;
     if (wg) {
@@ -181,7 +199,7 @@ GemmConfig choose_gemm(const Problem& p, const DeviceTraits& device) {
       }
       t = (bn == 2 || (bn == 0 && best.tile.bn() != kWide[row].bn())) ? kNarrow[r] : kWide[r];
     }
-    best = evaluate(p, t, splits > 0 ? std::min(splits, 16) : best.splits, device, wg);
+    best = evaluate(p, t, splits > 0 ? std::min(splits, 16) : best.splits, device, knobs.occ, wg);
     if (stages > 0) {
       best.stages = std::clamp(stages, wg ? 3 : 2, 8);
       const int sb = wg ? wgmma_stage_bytes(t, d) : stage_bytes(t, d);
@@ -190,8 +208,10 @@ GemmConfig choose_gemm(const Problem& p, const DeviceTraits& device) {
     best.tuned = true;
   }
   if (best.smem > shared_limit(device.target.sm))
-    fail(LOWBIT_UNSUPPORTED, "the GEMM tile needs {} bytes of shared memory; {} has {}", best.smem,
-         device.target.name(), shared_limit(device.target.sm));
+    fail(LOWBIT_UNSUPPORTED,
+         "the prefill GEMM tile ({}x{}, {} stages, set through LOWBIT_WQ_CONFIG) needs {} bytes of shared memory per "
+         "block; {} allows {}",
+         best.tile.bm, best.tile.bn(), best.stages, best.smem, device.target.name(), shared_limit(device.target.sm));
   return best;
 }
 
