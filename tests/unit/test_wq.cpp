@@ -7,11 +7,15 @@
 
 #include <cmath>
 #include <memory>
+#include <set>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "common/json.hpp"
+#include "common/error.hpp"
+#include "jit/compiler.hpp"
+#include "jit/kernel_spec.hpp"
 #include "jit/target.hpp"
 #include "ops/op_plan.hpp"
 #include "ops/wq.hpp"
@@ -362,6 +366,19 @@ TEST_CASE("wq: reference matmul equals the sum over the logical weights (rows, s
   }
 }
 
+// Every kernel of a plan's describe JSON: no spills, no stack frame.
+void check_no_spills(const std::string& js) {
+  for (const char* key : {"\"spill_store_bytes\":", "\"spill_load_bytes\":", "\"stack_frame_bytes\":"}) {
+    size_t pos = 0, seen = 0;
+    while ((pos = js.find(key, pos)) != std::string::npos) {
+      pos += std::strlen(key);
+      CHECK_MESSAGE(js.compare(pos, 2, "0,") == 0, key << " in " << js);
+      ++seen;
+    }
+    CHECK(seen >= 1);
+  }
+}
+
 TEST_CASE("wq: kernels compile for sm_90a and sm_80 without spills") {
   lowbit_context_options o;
   lowbit_context_options_init(&o);
@@ -418,16 +435,7 @@ TEST_CASE("wq: kernels compile for sm_90a and sm_80 without spills") {
       std::string js(len + 1, '\0');
       REQUIRE(lowbit_plan_describe(plan, js.data(), js.size(), &len) == LOWBIT_OK);
       js.resize(len);
-      // Every kernel of the plan: no spills, no stack frame.
-      for (const char* key : {"\"spill_store_bytes\":", "\"spill_load_bytes\":", "\"stack_frame_bytes\":"}) {
-        size_t pos = 0, seen = 0;
-        while ((pos = js.find(key, pos)) != std::string::npos) {
-          pos += std::strlen(key);
-          CHECK_MESSAGE(js.compare(pos, 2, "0,") == 0, key << " in " << js);
-          ++seen;
-        }
-        CHECK(seen >= 1);
-      }
+      check_no_spills(js);
       lowbit_plan_destroy(plan);
       if (c.f != LOWBIT_WQ_FORMAT_NATIVE) {
         auto r = d;
@@ -444,7 +452,7 @@ TEST_CASE("wq: kernels compile for sm_90a and sm_80 without spills") {
 // tile, stages and split-K the plan chooses on an H100-sized sm_90a and an
 // A100-sized sm_80. A change to the heuristics shows up here as a diff to
 // review (and the forced-config GPU test covers every tile it may pick).
-TEST_CASE("wq: prefill heuristic choices for a table of shapes are stable") {
+TEST_CASE("wq: prefill heuristic choices for a table of shapes are stable, and each chosen kernel compiles without spills") {
   struct Row {
     int64_t m, n, k;
     const char* sm90;  // "kernel tile_m x tile_n stages splits" or "decode"
@@ -458,6 +466,7 @@ TEST_CASE("wq: prefill heuristic choices for a table of shapes are stable") {
     lowbit::Target::parse(hopper ? "sm_90a" : "sm_80", &dev.target);
     dev.sm_count = hopper ? 132 : 108;
     dev.offline = true;
+    std::set<std::string> compiled;
     for (const Row& r : rows) {
       auto d = make_desc(LOWBIT_WQ_FORMAT_NATIVE, 4, r.k % 128 == 0 ? 128 : -1, r.n, r.k);
       d.m = r.m;
@@ -476,6 +485,26 @@ TEST_CASE("wq: prefill heuristic choices for a table of shapes are stable") {
       }
       INFO("M=" << r.m << " N=" << r.n << " K=" << r.k << (hopper ? " sm_90a" : " sm_80"));
       CHECK(got == std::string(hopper ? r.sm90 : r.sm80));
+      // Each distinct kernel the table chooses (tile and stages; split-K
+      // only adds the reduce kernel) compiles with NVRTC without spills.
+      const std::string kernel = got.substr(0, got.rfind(" s"));
+      if (got == "decode" || !compiled.insert(kernel).second) continue;
+      // The plan's own specs, compiled for its target as a context would.
+      for (const lowbit::KernelSpec& spec : plan->kernels()) {
+        INFO("kernel " << spec.name());
+        bool ptx_only = false;
+        const std::vector<std::string> options = lowbit::compile_options(spec, dev.target, &ptx_only);
+        try {
+          const lowbit::CompileOutput out =
+              lowbit::compile_with_nvrtc(lowbit::render_source(spec), spec.name(), options, ptx_only);
+          CHECK_MESSAGE(!out.report.spills(), out.log);
+          CHECK(out.report.registers > 0);
+        } catch (const lowbit::Error& e) {
+          if (e.status() != LOWBIT_NO_COMPILER) throw;
+          lowbit::test::mark_skipped("NVRTC not available: the chosen kernels were not compiled");
+          return;
+        }
+      }
     }
   }
 }
