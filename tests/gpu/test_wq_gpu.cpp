@@ -351,6 +351,23 @@ void run_case(lowbit_context* ctx, const Case& c, Stats* stats) {
   CHECK_MESSAGE(bad == 0, bad << " bad outputs of " << checked << "; first: " << first_bad);
 }
 
+// Appends a case (the other fields keep their defaults) and returns it.
+Case& add_case(std::vector<Case>& cases, lowbit_wq_format f, lowbit_wq_format src, int bits, int64_t g, int64_t n,
+               int64_t k, int64_t m, lowbit_dtype at, lowbit_dtype st) {
+  Case c;
+  c.format = f;
+  c.source = src;
+  c.bits = bits;
+  c.group = g;
+  c.n = n;
+  c.k = k;
+  c.m = m;
+  c.at = at;
+  c.st = st;
+  cases.push_back(c);
+  return cases.back();
+}
+
 void run_all(const std::vector<Case>& cases, const char* title) {
   Context ctx;
   prewarm(ctx.ctx, cases);
@@ -440,19 +457,7 @@ TEST_CASE("gpu: wq split-K, M > 8, ROWS, strides and Llama shapes") {
   LOWBIT_REQUIRE_GPU();
   std::vector<Case> cases;
   auto add = [&](lowbit_wq_format f, lowbit_wq_format src, int bits, int64_t g, int64_t n, int64_t k, int64_t m,
-                 lowbit_dtype at) -> Case& {
-    Case c;
-    c.format = f;
-    c.source = src;
-    c.bits = bits;
-    c.group = g;
-    c.n = n;
-    c.k = k;
-    c.m = m;
-    c.at = at;
-    cases.push_back(c);
-    return cases.back();
-  };
+                 lowbit_dtype at) -> Case& { return add_case(cases, f, src, bits, g, n, k, m, at, LOWBIT_DTYPE_F16); };
   for (lowbit_dtype at : {LOWBIT_DTYPE_F16, LOWBIT_DTYPE_BF16}) {
     // Small N, large K: split-K with the reduce kernel (14336 / 8 x 4096 shards).
     add(LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_WQ_FORMAT_AWQ, 4, 128, 512, 14336, 1, at).bias = 1;
@@ -492,18 +497,7 @@ TEST_CASE("gpu: wq every kernel configuration the plan may choose (forced throug
   for (lowbit_dtype at : {LOWBIT_DTYPE_F16, LOWBIT_DTYPE_BF16})
     for (int64_t m : {1, 8}) {
       auto add = [&](lowbit_wq_format f, lowbit_wq_format src, int bits, int64_t g, int64_t n, int64_t k) {
-        Case c;
-        c.format = f;
-        c.source = src;
-        c.bits = bits;
-        c.group = g;
-        c.n = n;
-        c.k = k;
-        c.m = m;
-        c.at = at;
-        c.st = at;
-        c.bias = m == 8;
-        cases.push_back(c);
+        add_case(cases, f, src, bits, g, n, k, m, at, at).bias = m == 8;
       };
       add(LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_WQ_FORMAT_AWQ, 4, 128, 4 * 16 * 3, 2048);
       add(LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_WQ_FORMAT_GPTQ, 8, 64, 2 * 16 * 5, 1536);
@@ -575,20 +569,7 @@ TEST_CASE("gpu: wq prefill act-order, split-K, large K, ROWS, strides and Llama 
   LOWBIT_REQUIRE_GPU();
   std::vector<Case> cases;
   auto add = [&](lowbit_wq_format f, lowbit_wq_format src, int bits, int64_t g, int64_t n, int64_t k, int64_t m,
-                 lowbit_dtype at) -> Case& {
-    Case c;
-    c.format = f;
-    c.source = src;
-    c.bits = bits;
-    c.group = g;
-    c.n = n;
-    c.k = k;
-    c.m = m;
-    c.at = at;
-    c.st = at;
-    cases.push_back(c);
-    return cases.back();
-  };
+                 lowbit_dtype at) -> Case& { return add_case(cases, f, src, bits, g, n, k, m, at, at); };
   for (lowbit_dtype at : {LOWBIT_DTYPE_F16, LOWBIT_DTYPE_BF16}) {
     // Act-order: GPTQ repacked by the plan into its workspace, and native.
     for (int bits : {4, 8})
@@ -633,18 +614,7 @@ TEST_CASE("gpu: wq prefill every GEMM tile the plan may choose (forced through L
   for (lowbit_dtype at : {LOWBIT_DTYPE_F16, LOWBIT_DTYPE_BF16})
     for (int64_t m : {40, 300}) {
       auto add = [&](lowbit_wq_format f, lowbit_wq_format src, int bits, int64_t g, int64_t n, int64_t k) {
-        Case c;
-        c.format = f;
-        c.source = src;
-        c.bits = bits;
-        c.group = g;
-        c.n = n;
-        c.k = k;
-        c.m = m;
-        c.at = at;
-        c.st = at;
-        c.bias = m == 40;
-        cases.push_back(c);
+        add_case(cases, f, src, bits, g, n, k, m, at, at).bias = m == 40;
       };
       add(LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_WQ_FORMAT_AWQ, 4, 128, 4 * 16 * 3 + 8, 1536);
       add(LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_WQ_FORMAT_GPTQ, 8, 64, 2 * 16 * 5, 1088);
