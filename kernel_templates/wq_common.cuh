@@ -103,6 +103,24 @@ LOWBIT_DEVICE uint32_t ld4_if(uint64_t address, bool pred) {
   return v;
 }
 
+// ---- Launch overlap (sm_90+; no-ops on older targets) -----------------------
+//
+// Programmatic dependent launch: a kernel launched with programmatic stream
+// serialization may start before the kernel ahead of it in the stream has
+// finished, as soon as every CTA of that kernel has executed
+// launch_dependents (or exited). It must call wait_for_previous_grid before
+// reading anything that kernel writes or writing anything it reads; wait
+// returns at once when the kernel was launched normally.
+LOWBIT_DEVICE void allow_dependent_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+LOWBIT_DEVICE void wait_for_previous_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
 // d = (a & b) | c in one LOP3.
 LOWBIT_DEVICE uint32_t and_or(uint32_t a, uint32_t b, uint32_t c) {
   uint32_t d;

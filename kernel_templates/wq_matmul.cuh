@@ -707,9 +707,18 @@ LOWBIT_DEVICE void wq_matmul_kernel(const WqMatmulParams& p) {
   const int64_t units = first < split_end ? (split_end - first + kStride - 1) / kStride : 0;
   typename Kernel::Batch ring[kD];
   typename Kernel::XBatch xb[2];
+  // A kernel queued behind this one with programmatic launch may start now:
+  // our CTAs are all resident once the last one gets here, and it waits for
+  // our completion before touching our outputs.
+  allow_dependent_launch();
+  // Weights, scales and zeros are constant while the plan runs: fetch them
+  // before waiting for the previous kernel in the stream (with programmatic
+  // launch that wait is what orders us after it; otherwise it returns at
+  // once). X, bias, Y and the workspace are touched only after it.
 #pragma unroll
   for (int d = 0; d < kD - 1; ++d)
     if (d < units) kern.load(ring[d], first + d * kStride);
+  wait_for_previous_grid();
   if (units > 0) kern.load_x(xb[0], first);
   for (int64_t i0 = 0; i0 < units; i0 += kD) {
 #pragma unroll

@@ -527,6 +527,18 @@ typedef struct lowbit_wq_matmul_desc {
   int32_t alignment;
   int64_t x_row_stride;      /* elements between rows of X; 0 = k. A multiple of 8 */
   int64_t y_row_stride;      /* elements between rows of Y; 0 = n */
+  /* 1: programmatic dependent launch (decode path, sm_90 and newer; ignored
+   * elsewhere). The decode kernel is launched so that it may start while the
+   * kernel before it in the stream is still finishing: it reads its weights,
+   * scales and zeros (W_NATIVE, W, W_SCALE, W_ZERO, G_IDX) at once and waits
+   * for that kernel to complete before it reads X or BIAS or writes Y or the
+   * workspace. Back-to-back decode layers then overlap one kernel's launch
+   * and first loads with the previous one's tail. Set it only when no kernel
+   * still running in the stream writes those weight buffers (true of a model
+   * whose weights are loaded and synchronized before decoding). Default 0.
+   * (Every decode kernel on sm_90+ also lets the kernel after it launch early
+   * if that kernel asked for programmatic launch; that needs no flag.) */
+  int32_t programmatic_launch;
 } lowbit_wq_matmul_desc;
 
 /* Fills defaults (see each field). `desc` must not be NULL. */

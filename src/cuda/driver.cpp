@@ -54,6 +54,7 @@ DriverApi load_driver() {
   bind(lib, api.FuncGetAttribute, "cuFuncGetAttribute", p);
   bind(lib, api.FuncSetAttribute, "cuFuncSetAttribute", p);
   bind(lib, api.LaunchKernel, "cuLaunchKernel", p);
+  bind(lib, api.LaunchKernelEx, "cuLaunchKernelEx", p);
   bind(lib, api.MemAlloc, "cuMemAlloc_v2", p);
   bind(lib, api.MemFree, "cuMemFree_v2", p);
   bind(lib, api.MemcpyHtoD, "cuMemcpyHtoD_v2", p);

@@ -48,11 +48,29 @@ uint64_t RunArgs::get(lowbit_arg_role role, const char* what, bool required, uin
 }
 
 void launch_kernel(CUfunction function, unsigned grid_x, unsigned grid_y, unsigned grid_z, unsigned block,
-                   size_t shared_bytes, CUstream stream, void* params) {
+                   size_t shared_bytes, CUstream stream, void* params, bool programmatic) {
   void* kernel_params[] = {params};
-  cu_check(driver().LaunchKernel(function, grid_x, grid_y, grid_z, block, 1, 1, unsigned(shared_bytes), stream,
-                                 kernel_params, nullptr),
-           "cuLaunchKernel");
+  if (!programmatic) {
+    cu_check(driver().LaunchKernel(function, grid_x, grid_y, grid_z, block, 1, 1, unsigned(shared_bytes), stream,
+                                   kernel_params, nullptr),
+             "cuLaunchKernel");
+    return;
+  }
+  CUlaunchAttribute attribute{};
+  attribute.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+  attribute.value.programmaticStreamSerializationAllowed = 1;
+  CUlaunchConfig config{};
+  config.gridDimX = grid_x;
+  config.gridDimY = grid_y;
+  config.gridDimZ = grid_z;
+  config.blockDimX = block;
+  config.blockDimY = 1;
+  config.blockDimZ = 1;
+  config.sharedMemBytes = unsigned(shared_bytes);
+  config.hStream = stream;
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+  cu_check(driver().LaunchKernelEx(&config, function, kernel_params, nullptr), "cuLaunchKernelEx (programmatic launch)");
 }
 
 void check_struct_size(uint32_t struct_size, size_t minimum, size_t current, const char* what) {

@@ -63,9 +63,12 @@ std::unique_ptr<OpPlan> create_op_plan(const lowbit_op_desc& op, const DeviceTra
 void run_reference(const lowbit_op_desc& op, const lowbit_arg* args, size_t count);
 
 // cuLaunchKernel with error mapping; `params` points to the kernel's single
-// parameter struct.
+// parameter struct. `programmatic`: launched with programmatic stream
+// serialization (sm_90+), so the kernel may start while the previous kernel
+// in the stream is still running; it must execute griddepcontrol.wait before
+// touching anything that kernel may write.
 void launch_kernel(CUfunction function, unsigned grid_x, unsigned grid_y, unsigned grid_z, unsigned block,
-                   size_t shared_bytes, CUstream stream, void* params);
+                   size_t shared_bytes, CUstream stream, void* params, bool programmatic = false);
 
 // Checks a descriptor's struct_size: at least the size of the first release
 // of the struct (older callers), and not absurd.

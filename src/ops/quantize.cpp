@@ -19,7 +19,7 @@ namespace lowbit::quantize {
 namespace {
 
 // Launch configuration defaults (tuned on H100/H200, notes/quantize-perf.md).
-// LOWBIT_DEV_QUANTIZE_TUNE="vec=16,unroll=4,bpsm=8,hints=0,per=4" overrides
+// LOWBIT_DEV_QUANTIZE_TUNE="vec=16,unroll=4,bpsm=8,hints=0,dqhints=1,per=4" overrides
 // them for tuning sessions (developer knob, read at plan creation; it changes
 // the kernels and thus their cache keys).
 struct Tune {
@@ -31,8 +31,9 @@ struct Tune {
   int dq_blocks_per_sm = 3;
   int q4_vec_bytes = 64;  // quantize to packed 4-bit: bytes of X per vector (16 bytes of Q per 32 elements)
   int q4_blocks_per_sm = 3;
-  int hints = 0;          // streaming cache hints on loads / stores
-  int per = 0;            // dynamic segments: target vectors per thread (0: 128 bytes of X)
+  int hints = 0;          // streaming cache hints on loads / stores (ld.nc L1::no_allocate, st.cs)
+  int dq_hints = 1;       // dequantize: the same (H100: +2-3 points of copy, notes/quantize-perf.md v4)
+  int per = 0;            // dynamic segments: target vectors per thread (0: 64 bytes of X)
 };
 
 const Tune& tune() {
@@ -59,6 +60,7 @@ const Tune& tune() {
         else if (k == "unroll" && v >= 1 && v <= 16) r.unroll = v;
         else if (k == "bpsm" && v >= 1 && v <= 64) r.blocks_per_sm = v;
         else if (k == "hints") r.hints = v != 0;
+        else if (k == "dqhints") r.dq_hints = v != 0;
         else if (k == "per" && v >= 1 && v <= 8) r.per = v;
       }
       pos = end + 1;
@@ -71,6 +73,7 @@ const Tune& tune() {
 constexpr int kThreads = 256;
 constexpr int kMaxPartials = 1024;  // dynamic per-tensor: partial ranges of the reduce kernel
 constexpr int kMaxSegmentBytes = 128;  // dynamic segments: bytes of X a thread holds in registers
+constexpr int kTargetSegmentBytes = 64;  // ... and the share it aims for
 constexpr int kMaxPer = 16;            // ... and at most this many vectors (a 32-bit mask tracks them)
 
 bool is_quantized(lowbit_dtype t) {
@@ -354,7 +357,7 @@ class QuantizePlan final : public OpPlan {
           {"kRowThreads", std::to_string(row_threads)},
           {"kXAligned", x_aligned_ ? "true" : "false"},
           {"kQAligned", q_aligned_ ? "true" : "false"},
-          {"kHints", t.hints ? "true" : "false"},
+          {"kHints", (d.op == LOWBIT_QOP_DEQUANTIZE ? t.dq_hints : t.hints) ? "true" : "false"},
           {"kKernel", std::to_string(kernel)},
           {"kDynPhase", std::to_string(dyn_phase)},
           {"kSymmetric", d.symmetric ? "true" : "false"},
@@ -373,7 +376,12 @@ class QuantizePlan final : public OpPlan {
       // Packed output needs more registers for its nibble merges: half the data;
       // f32 / f64 (exact division inline) likewise.
       const int seg_bytes = bits_ == 4 || xb_ != 2 ? kMaxSegmentBytes / 2 : kMaxSegmentBytes;
-      const int per_target = t.per > 0 ? std::min(t.per, kMaxPer) : std::clamp(seg_bytes / (vec_ * xb_), 1, kMaxPer);
+      // Target 64 bytes of X per thread (more threads per segment, shorter
+      // per-thread chains: H100, dynamic per-token bf16 -> s8 8192^2 81% ->
+      // 87% of copy against 128); segments too long for that at 1024
+      // threads still hold up to seg_bytes per thread in one pass.
+      const int per_target = t.per > 0 ? std::min(t.per, kMaxPer)
+                                       : std::clamp(std::min(seg_bytes, kTargetSegmentBytes) / (vec_ * xb_), 1, kMaxPer);
       int64_t st = next_pow2(std::max<int64_t>(1, ceil_div(seg_vectors_, per_target)));
       st = std::min<int64_t>(st, 1024);
       seg_threads_ = int(st);

@@ -2,6 +2,7 @@
 #include "ops/wq_internal.hpp"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -99,6 +100,7 @@ Problem check(const lowbit_wq_matmul_desc& d) {
   if (d.m < 1 || d.m > kMaxDim) fail(LOWBIT_INVALID_PROBLEM, "m = {} must be in 1..2^30", d.m);
   check_half_dtype(d.act_dtype, "act_dtype");
   check_flag(d.has_bias, "has_bias");
+  check_flag(d.programmatic_launch, "programmatic_launch");
   if (d.alignment != 1 && d.alignment != 2 && d.alignment != 4 && d.alignment != 8 && d.alignment != 16)
     fail(LOWBIT_INVALID_ARGUMENT, "alignment = {} (must be 1, 2, 4, 8 or 16)", d.alignment);
   if (d.alignment < 16) fail(LOWBIT_UNSUPPORTED, "alignment = {}: the kernels load 16 bytes at a time and need 16", d.alignment);
@@ -254,6 +256,13 @@ Config choose_config(const Problem& p, const DeviceTraits& device) {
     }
   }
   c.score = best;
+  // At most one CTA per SM (small N, no split): an 8-warp CTA leaves half of
+  // the SM's 16 warp slots empty while the kernel is bound by the latency of
+  // its few loads in flight; 16 warps put twice as many in flight (H100,
+  // 4096 x 4096 bf16: 5.6 -> 5.3 us, 5.2 -> 4.1 us with programmatic launch;
+  // notes/wq-decode.md). With more CTAs than SMs two 8-warp CTAs fill an SM
+  // and balance better.
+  if (native && c.splits == 1 && ceil_div(n_blocks, c.nb) <= sms) c.warps = 16;
   // Per-thread weight bytes per unit ~32-64, ring depth for ~64-96 in flight.
   const int per_step = native ? d.weight_bits / 4 : 1;
   if (native) {
@@ -402,6 +411,7 @@ JsonObject matmul_problem_json(const Problem& p) {
       .add("act_dtype", dtype_name(d.act_dtype))
       .add("scale_dtype", dtype_name(d.scale_dtype))
       .add("has_bias", d.has_bias != 0)
+      .add("programmatic_launch_requested", d.programmatic_launch != 0)
       .add("x_row_stride", p.x_stride)
       .add("y_row_stride", p.y_stride)
       .add("deterministic", true);
@@ -438,6 +448,9 @@ class MatmulPlan final : public OpPlan {
       fail(LOWBIT_UNSUPPORTED, "the weight-only matmul needs sm_80 or newer (bf16/f16 mma.m16n8k16); target is {}",
            device.target.name());
     c_ = choose_config(p, device);
+    // Programmatic launch needs sm_90; on older targets the flag is ignored
+    // (the kernel's griddepcontrol instructions compile to nothing there).
+    programmatic_ = d.programmatic_launch != 0 && device.target.sm >= 90;
     native_act_ = d.format == LOWBIT_WQ_FORMAT_NATIVE && d.act_order;
     if (native_act_) {
       KernelSpec s = base_spec("wq_matmul.cuh", "lowbit::wq_permute_kernel", "lowbit::WqPermuteParams", 256);
@@ -511,7 +524,7 @@ class MatmulPlan final : public OpPlan {
     if (c_.splits > 1) k.partial = workspace + xp_bytes_;
     const unsigned grid_z = c_.m_tile == 8 ? unsigned(ceil_div(rows, 8)) : 1u;
     launch_kernel(functions[main_index_], unsigned(c_.blocks_x), unsigned(c_.splits), grid_z, unsigned(32 * c_.warps), 0,
-                  stream, &k);
+                  stream, &k, programmatic_);
     if (c_.splits > 1)
       launch_reduce(p_, k.partial, k.y, k.bias, rows, c_.splits, functions[main_index_ + 1], sm_count_, stream);
   }
@@ -529,6 +542,7 @@ class MatmulPlan final : public OpPlan {
                              .add("split_k", c_.splits)
                              .add("steps_per_split", c_.steps_per_split)
                              .add("grid", fmt::format("{}x{}x{}", c_.blocks_x, c_.splits, c_.m_tile == 8 ? "ceil(rows/8)" : "1"))
+                             .add("programmatic_launch", programmatic_)
                              .add("from_env", c_.tuned)
                              .add("score", c_.score)
                              .str();
@@ -546,6 +560,7 @@ class MatmulPlan final : public OpPlan {
   int sm_count_;
   Config c_;
   bool native_act_ = false;
+  bool programmatic_ = false;
   size_t main_index_ = 0;
   uint64_t xp_bytes_ = 0, partial_bytes_ = 0;
   WqNativeLayout layout_{};
@@ -618,7 +633,10 @@ lowbit_wq_matmul_desc read_desc(const void* desc) {
   init_desc(&d);
   uint32_t size = 0;
   std::memcpy(&size, desc, sizeof(size));
-  check_struct_size(size, sizeof(lowbit_wq_matmul_desc), sizeof(lowbit_wq_matmul_desc), "lowbit_wq_matmul_desc");
+  // Callers built against the header before programmatic_launch existed pass
+  // the shorter struct; the field then keeps its default (0).
+  check_struct_size(size, offsetof(lowbit_wq_matmul_desc, programmatic_launch), sizeof(lowbit_wq_matmul_desc),
+                    "lowbit_wq_matmul_desc");
   std::memcpy(&d, desc, size);
   return d;
 }

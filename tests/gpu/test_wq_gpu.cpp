@@ -492,7 +492,8 @@ TEST_CASE("gpu: wq every kernel configuration the plan may choose (forced throug
   // tuning change can never select an untested kernel.
   const char* configs[] = {"nb=1,unit=1,stages=4", "nb=2,unit=2,stages=2", "nb=4,unit=1,stages=2",
                            "nb=2,unit=2,stages=2,splits=3", "nb=2,unit=1,stages=4,warps=4",
-                           "nb=1,unit=4,stages=2,warps=16", "nb=2,unit=4,stages=2,splits=2"};
+                           "nb=1,unit=4,stages=2,warps=16", "nb=2,unit=4,stages=2,splits=2",
+                           "nb=2,unit=2,stages=2,warps=16,splits=1"};
   std::vector<Case> cases;
   for (lowbit_dtype at : {LOWBIT_DTYPE_F16, LOWBIT_DTYPE_BF16})
     for (int64_t m : {1, 8}) {
@@ -696,6 +697,90 @@ TEST_CASE("gpu: wq prefill repacks AWQ/GPTQ once, and again when the weights mov
   run_and_check(sets[0], "second run (reuses the repacked weights)");
   run_and_check(sets[1], "other weights (repacks again)");
   run_and_check(sets[0], "back to the first weights");
+}
+
+// Programmatic launch lets each decode kernel start while the one before it
+// is finishing; it must still wait for it before reading X (written by that
+// kernel: read-after-write) and before writing Y (read by it: write-after-
+// read). A chain of runs ping-ponging between two buffers, with weights that
+// make each run an exact permutation of X's columns (q - z = 1 at (perm[n],
+// n), 0 elsewhere, scale 1; integer X exact in f16/bf16), has exactly one
+// right answer: X permuted `steps` times. A run that read X too early would
+// see the previous value or the poison; one that wrote Y too early would
+// corrupt its predecessor's input.
+TEST_CASE("gpu: wq decode with programmatic launch orders each run after the previous one (exact permutation chain)") {
+  LOWBIT_REQUIRE_GPU();
+  Context ctx;
+  auto& rng = lowbit::test::rng();
+  for (const lowbit_dtype at : {LOWBIT_DTYPE_F16, LOWBIT_DTYPE_BF16}) {
+    for (const int64_t nk : {int64_t(4096), int64_t(1024)}) {
+      Case c;
+      c.format = LOWBIT_WQ_FORMAT_NATIVE;
+      c.source = LOWBIT_WQ_FORMAT_GPTQ;
+      c.n = c.k = nk;
+      c.m = 8;
+      c.at = at;
+      c.st = at;
+      CAPTURE(c.label());
+      lowbit_wq_matmul_desc d = c.matmul();
+      d.programmatic_launch = 1;
+      Logical l = random_logical(d, rng, false);
+      std::vector<int64_t> perm(static_cast<size_t>(nk));
+      for (int64_t i = 0; i < nk; ++i) perm[size_t(i)] = i;
+      std::shuffle(perm.begin(), perm.end(), rng);
+      for (int64_t k = 0; k < nk; ++k)
+        for (int64_t n = 0; n < nk; ++n) l.q[size_t(k * nk + n)] = l.z[size_t(k / c.group * nk + n)];
+      for (int64_t n = 0; n < nk; ++n) {
+        const int64_t k = perm[size_t(n)];
+        int32_t& z = l.z[size_t(k / c.group * nk + n)];
+        z = std::min(z, 14);
+        for (int64_t kk = k / c.group * c.group; kk < (k / c.group + 1) * c.group; ++kk) l.q[size_t(kk * nk + n)] = z;
+        l.q[size_t(k * nk + n)] = z + 1;
+      }
+      for (auto& sbits : l.s) sbits = to_act(at, 1.0);
+      const Packed packed = pack(l, LOWBIT_WQ_FORMAT_GPTQ);
+      uint64_t native_bytes = 0;
+      REQUIRE(lowbit_wq_native_bytes(&d, &native_bytes) == LOWBIT_OK);
+      DeviceBuffer native(native_bytes);
+      gpu_repack(ctx.ctx, c, packed, native);
+      Plan plan(ctx.ctx, d);
+      size_t length = 0;
+      REQUIRE(lowbit_plan_describe(plan.plan, nullptr, 0, &length) == LOWBIT_OK);
+      std::string text(length + 1, '\0');
+      REQUIRE(lowbit_plan_describe(plan.plan, text.data(), text.size(), nullptr) == LOWBIT_OK);
+      INFO(text);
+      std::vector<uint16_t> x(size_t(c.m * nk));
+      std::uniform_int_distribution<int> vd(-200, 200);
+      for (auto& v : x) v = to_act(at, double(vd(rng)));
+      DeviceBuffer buf0(x.size() * 2), buf1(x.size() * 2);
+      buf0.upload(x.data(), x.size() * 2);
+      buf1.fill(kPoison);
+      const int steps = 33;
+      for (int i = 0; i < steps; ++i) {
+        const DeviceBuffer& in = i % 2 == 0 ? buf0 : buf1;
+        const DeviceBuffer& out = i % 2 == 0 ? buf1 : buf0;
+        lowbit_arg args[] = {{LOWBIT_ARG_X, 0, in.ptr()}, {LOWBIT_ARG_Y, 0, out.ptr()},
+                             {LOWBIT_ARG_W_NATIVE, 0, native.ptr()}};
+        REQUIRE_MESSAGE(lowbit_plan_run(plan.plan, args, 3, 0, 0, nullptr) == LOWBIT_OK, lowbit_last_error_message());
+      }
+      lowbit::test::synchronize();
+      // y[m][n] = x[m][perm[n]], applied `steps` times.
+      std::vector<uint16_t> want = x, next(want.size());
+      for (int i = 0; i < steps; ++i) {
+        for (int64_t m = 0; m < c.m; ++m)
+          for (int64_t n = 0; n < nk; ++n) next[size_t(m * nk + n)] = want[size_t(m * nk + perm[size_t(n)])];
+        want.swap(next);
+      }
+      const std::vector<uint8_t> got = (steps % 2 == 1 ? buf1 : buf0).to_host();
+      size_t bad = 0;
+      for (size_t i = 0; i < want.size(); ++i) {
+        uint16_t h;
+        std::memcpy(&h, &got[i * 2], 2);
+        if (h != want[i]) ++bad;
+      }
+      CHECK_MESSAGE(bad == 0, bad << " of " << want.size() << " outputs differ after " << steps << " chained runs");
+    }
+  }
 }
 
 TEST_CASE("gpu: wq run rejects missing, misaligned and out-of-range arguments") {

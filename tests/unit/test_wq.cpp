@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstddef>
 #include <memory>
 #include <set>
 #include <cstring>
@@ -68,6 +69,7 @@ TEST_CASE("wq: descriptor defaults and validation codes") {
   CHECK(d.symmetric == 0);
   CHECK(d.act_order == 0);
   CHECK(d.has_bias == 0);
+  CHECK(d.programmatic_launch == 0);
 
   auto ok = make_desc(LOWBIT_WQ_FORMAT_AWQ, 4, 128, 4096, 4096);
   // A valid descriptor passes validation and then misses its first argument.
@@ -150,8 +152,68 @@ TEST_CASE("wq: descriptor defaults and validation codes") {
     d2.alignment = 3;
     CHECK(validate(d2) == LOWBIT_INVALID_ARGUMENT);
     d2 = ok;
+    d2.programmatic_launch = 2;
+    CHECK(validate(d2) == LOWBIT_INVALID_ARGUMENT);
+    CHECK(std::string(lowbit_last_error_message()).find("programmatic_launch") != std::string::npos);
+    d2 = ok;
     d2.struct_size = 8;
     CHECK(validate(d2) == LOWBIT_INVALID_ARGUMENT);
+    d2 = ok;
+    d2.struct_size = sizeof(lowbit_wq_matmul_desc) + 8;  // a newer lowbit's struct
+    CHECK(validate(d2) == LOWBIT_INVALID_ARGUMENT);
+  }
+  SUBCASE("a caller built before programmatic_launch existed passes the shorter struct") {
+    auto d2 = ok;
+    d2.struct_size = uint32_t(offsetof(lowbit_wq_matmul_desc, programmatic_launch));
+    d2.programmatic_launch = 7;  // beyond the caller's struct: never read
+    CHECK(validate(d2) == LOWBIT_INVALID_ARGUMENT);
+    CHECK(std::string(lowbit_last_error_message()).find("missing argument") != std::string::npos);
+  }
+}
+
+TEST_CASE("wq: programmatic launch in the decode plan's description") {
+  lowbit_context_options o;
+  lowbit_context_options_init(&o);
+  o.cache_mode = LOWBIT_CACHE_MEMORY;
+  for (const char* arch : {"sm_90a", "sm_80"}) {
+    CAPTURE(arch);
+    lowbit_context* ctx = nullptr;
+    if (lowbit_context_create_offline(arch, &o, &ctx) != LOWBIT_OK) {
+      lowbit::test::mark_skipped(std::string("offline context: ") + lowbit_last_error_message());
+      return;
+    }
+    const bool hopper = std::string(arch) == "sm_90a";
+    struct Case {
+      lowbit_wq_format f;
+      int64_t n, k, m;
+      int programmatic;
+      bool programmatic_used;
+    };
+    // Used where asked on sm_90+ (ignored on sm_80), decode path only.
+    const Case cases[] = {
+        {LOWBIT_WQ_FORMAT_NATIVE, 4096, 4096, 1, 1, hopper},
+        {LOWBIT_WQ_FORMAT_NATIVE, 4096, 4096, 8, 0, false},
+        {LOWBIT_WQ_FORMAT_NATIVE, 57344, 8192, 1, 1, hopper},
+        {LOWBIT_WQ_FORMAT_AWQ, 4096, 4096, 1, 1, hopper},
+    };
+    for (const Case& c : cases) {
+      auto d = make_desc(c.f, 4, 128, c.n, c.k);
+      d.m = c.m;
+      d.programmatic_launch = c.programmatic;
+      lowbit_plan* plan = nullptr;
+      REQUIRE(lowbit_wq_matmul_plan_create(ctx, &d, &plan) == LOWBIT_OK);
+      size_t length = 0;
+      REQUIRE(lowbit_plan_describe(plan, nullptr, 0, &length) == LOWBIT_OK);
+      std::string s(length + 1, '\0');
+      REQUIRE(lowbit_plan_describe(plan, s.data(), s.size(), nullptr) == LOWBIT_OK);
+      s.resize(length);
+      CAPTURE(s);
+      CHECK(s.find(std::string("\"programmatic_launch\":") + (c.programmatic_used ? "true" : "false")) != std::string::npos);
+      CHECK(s.find(std::string("\"programmatic_launch_requested\":") + (c.programmatic ? "true" : "false")) !=
+            std::string::npos);
+      lowbit_plan_destroy(plan);
+    }
+    lowbit_context_destroy(ctx);
   }
 }
 

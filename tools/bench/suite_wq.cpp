@@ -11,8 +11,15 @@
 // the graph launch; the point is the median over graph runs divided by R.
 // Bytes counted: weights + scales + zeros + X + Y (+ bias).
 //
+// The native layout is also timed with programmatic launch (the descriptor's
+// programmatic_launch = 1, tag "(programmatic)"): each kernel of the graph
+// may start during the previous one's tail, as in a decode step where
+// consecutive layers' kernels follow each other. Both numbers are reported;
+// the plain one is what a stream of unrelated kernels sees.
+//
 // Options (environment): LOWBIT_WQ_SWEEP="cfg1;cfg2;..." also runs the native
-// layout at M = 1 and 8 with each LOWBIT_WQ_CONFIG string (tuning).
+// layout at M = 1 and 8 with each LOWBIT_WQ_CONFIG string (tuning); a config
+// containing "pdl=1" runs with programmatic launch.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -40,7 +47,7 @@ const char* fmt_label(lowbit_wq_format f) {
 
 // One point: plan, rotated weight sets, graph timing, a record.
 void run_point(const Options& o, lowbit_wq_format f, lowbit_dtype at, int64_t m, const Shape& s, double cublas,
-               const std::string& tag) {
+               const std::string& tag, bool programmatic = false) {
   lowbit_wq_matmul_desc d;
   lowbit_wq_matmul_desc_init(&d);
   d.format = f;
@@ -51,6 +58,7 @@ void run_point(const Options& o, lowbit_wq_format f, lowbit_dtype at, int64_t m,
   d.k = s.k;
   d.act_dtype = at;
   d.scale_dtype = at;
+  d.programmatic_launch = programmatic ? 1 : 0;
   lowbit_plan* plan = nullptr;
   if (lowbit_wq_matmul_plan_create(lowbit_ctx(), &d, &plan) != LOWBIT_OK)
     throw Error(LOWBIT_INTERNAL, lowbit_last_error_message());
@@ -164,13 +172,16 @@ void suite_wq(const Options& o) {
               ceilings(o).read_gbps);
   // The fixed cost of one launch in a graph: a native plan on a tiny shape.
   run_point(o, LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_DTYPE_F16, 1, Shape{256, 256}, 0, " (launch floor)");
+  run_point(o, LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_DTYPE_F16, 1, Shape{256, 256}, 0, " (launch floor, programmatic)", true);
   for (const Shape& s : shapes) {
     std::vector<double> cub;
     for (int64_t m : ms) cub.push_back(cublas_gemm_us(o, m, s.n, s.k, LOWBIT_DTYPE_F16));
     for (size_t mi = 0; mi < ms.size(); ++mi)
       for (lowbit_dtype at : {LOWBIT_DTYPE_F16, LOWBIT_DTYPE_BF16})
-        for (lowbit_wq_format f : {LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_WQ_FORMAT_AWQ, LOWBIT_WQ_FORMAT_GPTQ})
+        for (lowbit_wq_format f : {LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_WQ_FORMAT_AWQ, LOWBIT_WQ_FORMAT_GPTQ}) {
           run_point(o, f, at, ms[mi], s, cub[mi], "");
+          if (f == LOWBIT_WQ_FORMAT_NATIVE) run_point(o, f, at, ms[mi], s, cub[mi], " (programmatic)", true);
+        }
   }
   if (const char* sweep = std::getenv("LOWBIT_WQ_SWEEP"); sweep != nullptr && *sweep != 0) {
     std::string all(sweep);
@@ -186,8 +197,10 @@ void suite_wq(const Options& o) {
       setenv("LOWBIT_WQ_CONFIG", fmt_cfg.c_str(), 1);
       const lowbit_wq_format f =
           which == "awq" ? LOWBIT_WQ_FORMAT_AWQ : which == "gptq" ? LOWBIT_WQ_FORMAT_GPTQ : LOWBIT_WQ_FORMAT_NATIVE;
+      const bool pdl = fmt_cfg.find("pdl=1") != std::string::npos;
       for (const Shape& s : shapes)
-        for (int64_t m : {int64_t(1), int64_t(8)}) run_point(o, f, LOWBIT_DTYPE_BF16, m, s, 0, " [" + fmt_cfg + "]");
+        for (int64_t m : {int64_t(1), int64_t(8)})
+          run_point(o, f, LOWBIT_DTYPE_BF16, m, s, 0, " [" + fmt_cfg + "]", pdl);
       unsetenv("LOWBIT_WQ_CONFIG");
     }
   }

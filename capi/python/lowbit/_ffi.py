@@ -211,6 +211,7 @@ class lowbit_wq_matmul_desc(Structure):
         ("alignment", c_int32),
         ("x_row_stride", c_int64),
         ("y_row_stride", c_int64),
+        ("programmatic_launch", c_int32),
     ]
 
 

@@ -359,7 +359,8 @@ fn layout_matches_c_compiler() {
         lowbit_quantize_desc { struct_size, op, scope, x_dtype, q_dtype, scale_dtype, rank, dims, x_row_stride, axis,
                                group_size, qmin, qmax, symmetric, alignment }
         lowbit_wq_matmul_desc { struct_size, op, format, weight_bits, symmetric, act_order, group_size, m, n, k,
-                                act_dtype, scale_dtype, has_bias, alignment, x_row_stride, y_row_stride }
+                                act_dtype, scale_dtype, has_bias, alignment, x_row_stride, y_row_stride,
+                                programmatic_launch }
     };
     let c = header();
     // The list above names every field of every struct.

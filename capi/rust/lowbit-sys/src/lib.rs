@@ -242,6 +242,7 @@ pub struct lowbit_wq_matmul_desc {
     pub alignment: i32,
     pub x_row_stride: i64,
     pub y_row_stride: i64,
+    pub programmatic_launch: i32,
 }
 
 // ---------------------------------------------------------------------------
