@@ -25,6 +25,8 @@ LOWBIT_DEVICE void segments(const QuantizeParams& p) {
   constexpr int kPer = Cfg::kPer;
   constexpr int kUnit = Kk::kUnit;
   static_assert(kSegT <= 32 || kSegT == Cfg::kThreads, "a segment is a part of a warp or the whole block");
+  static_assert(kSegT <= 32 ? (kSegT & (kSegT - 1)) == 0 : kSegT % 32 == 0,
+                "a segment is a power-of-two part of a warp or whole warps");
   static_assert(kPer <= 32, "the fixup mask has 32 bits");
   const int lane = int(threadIdx.x) % kSegT;
   const int sub = int(threadIdx.x) / kSegT;

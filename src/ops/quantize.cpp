@@ -382,8 +382,12 @@ class QuantizePlan final : public OpPlan {
       // threads still hold up to seg_bytes per thread in one pass.
       const int per_target = t.per > 0 ? std::min(t.per, kMaxPer)
                                        : std::clamp(std::min(seg_bytes, kTargetSegmentBytes) / (vec_ * xb_), 1, kMaxPer);
-      int64_t st = next_pow2(std::max<int64_t>(1, ceil_div(seg_vectors_, per_target)));
-      st = std::min<int64_t>(st, 1024);
+      // Segments share a warp in power-of-two lane groups; a segment of more
+      // than a warp gets a whole block of any multiple of 32 threads, so that
+      // rows like 14336 = 896 vectors of 16 run 448 threads x 2 vectors, not
+      // 512 threads of which an eighth idle.
+      int64_t st = std::max<int64_t>(1, ceil_div(seg_vectors_, per_target));
+      st = st <= 32 ? next_pow2(st) : std::min<int64_t>(ceil_div(st, 32) * 32, 1024);
       seg_threads_ = int(st);
       block_ = seg_threads_ > 32 ? seg_threads_ : kThreads;
       int64_t per = std::max<int64_t>(1, ceil_div(seg_vectors_, st));

@@ -1,5 +1,5 @@
 // GPU tests of the elementwise quantization family: every op x scope x input
-// dtype x output type, on fresh random data of odd sizes (1, 7, 129, 4095
+// dtype x output type, on fresh random data of odd sizes (1, 7, 129, 4095, 14336
 // columns, strided rows, long flat tensors), with ties, clamped values and
 // specials (NaN, +-inf, +-0, huge, subnormal); outputs poisoned (and guarded
 // past their end) before each run, compared bit-exactly with the CPU
@@ -320,7 +320,7 @@ TEST_CASE("gpu: every op x scope x dtype x output type is bit-exact against the 
     int64_t rows, cols, stride, group;
   };
   const Shape shapes[] = {{3, 1, 0, 1},     {2, 7, 0, 7},        {3, 129, 0, 3},   {2, 4095, 0, 65},
-                          {5, 1024, 0, 128}, {3, 2176, 2200, 128}, {1, 65536 + 17, 0, 65553}};
+                          {5, 1024, 0, 128}, {3, 2176, 2200, 128}, {2, 14336, 0, 128}, {1, 65536 + 17, 0, 65553}};
   const lowbit_dtype xs[] = {LOWBIT_DTYPE_F32, LOWBIT_DTYPE_F16, LOWBIT_DTYPE_BF16, LOWBIT_DTYPE_F64};
   const lowbit_dtype qs[] = {LOWBIT_DTYPE_S8, LOWBIT_DTYPE_U8, LOWBIT_DTYPE_S4, LOWBIT_DTYPE_U4};
   std::vector<Case> cases;
