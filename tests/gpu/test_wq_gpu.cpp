@@ -707,35 +707,41 @@ TEST_CASE("gpu: wq prefill repacks AWQ/GPTQ once, and again when the weights mov
 // n), 0 elsewhere, scale 1; integer X exact in f16/bf16), has exactly one
 // right answer: X permuted `steps` times. A run that read X too early would
 // see the previous value or the poison; one that wrote Y too early would
-// corrupt its predecessor's input.
+// corrupt its predecessor's input. Also with split-K, whose reduce kernel
+// (launched normally) sits between two programmatic launches.
 TEST_CASE("gpu: wq decode with programmatic launch orders each run after the previous one (exact permutation chain)") {
   LOWBIT_REQUIRE_GPU();
   Context ctx;
   auto& rng = lowbit::test::rng();
   for (const lowbit_dtype at : {LOWBIT_DTYPE_F16, LOWBIT_DTYPE_BF16}) {
-    for (const int64_t nk : {int64_t(4096), int64_t(1024)}) {
+    // 4096: one 16-warp CTA per SM; 1024 with a forced 4-way split-K: the
+    // reduce kernel (launched normally) sits between two programmatic ones.
+    for (const int64_t nk : {int64_t(4096), int64_t(1024), int64_t(-1024)}) {
+      const bool split = nk < 0;
       Case c;
       c.format = LOWBIT_WQ_FORMAT_NATIVE;
       c.source = LOWBIT_WQ_FORMAT_GPTQ;
-      c.n = c.k = nk;
+      c.n = c.k = split ? -nk : nk;
       c.m = 8;
       c.at = at;
       c.st = at;
       CAPTURE(c.label());
+      CAPTURE(split);
+      const int64_t n_k = c.n;
       lowbit_wq_matmul_desc d = c.matmul();
       d.programmatic_launch = 1;
       Logical l = random_logical(d, rng, false);
-      std::vector<int64_t> perm(static_cast<size_t>(nk));
-      for (int64_t i = 0; i < nk; ++i) perm[size_t(i)] = i;
+      std::vector<int64_t> perm(static_cast<size_t>(n_k));
+      for (int64_t i = 0; i < n_k; ++i) perm[size_t(i)] = i;
       std::shuffle(perm.begin(), perm.end(), rng);
-      for (int64_t k = 0; k < nk; ++k)
-        for (int64_t n = 0; n < nk; ++n) l.q[size_t(k * nk + n)] = l.z[size_t(k / c.group * nk + n)];
-      for (int64_t n = 0; n < nk; ++n) {
+      for (int64_t k = 0; k < n_k; ++k)
+        for (int64_t n = 0; n < n_k; ++n) l.q[size_t(k * n_k + n)] = l.z[size_t(k / c.group * n_k + n)];
+      for (int64_t n = 0; n < n_k; ++n) {
         const int64_t k = perm[size_t(n)];
-        int32_t& z = l.z[size_t(k / c.group * nk + n)];
+        int32_t& z = l.z[size_t(k / c.group * n_k + n)];
         z = std::min(z, 14);
-        for (int64_t kk = k / c.group * c.group; kk < (k / c.group + 1) * c.group; ++kk) l.q[size_t(kk * nk + n)] = z;
-        l.q[size_t(k * nk + n)] = z + 1;
+        for (int64_t kk = k / c.group * c.group; kk < (k / c.group + 1) * c.group; ++kk) l.q[size_t(kk * n_k + n)] = z;
+        l.q[size_t(k * n_k + n)] = z + 1;
       }
       for (auto& sbits : l.s) sbits = to_act(at, 1.0);
       const Packed packed = pack(l, LOWBIT_WQ_FORMAT_GPTQ);
@@ -743,13 +749,19 @@ TEST_CASE("gpu: wq decode with programmatic launch orders each run after the pre
       REQUIRE(lowbit_wq_native_bytes(&d, &native_bytes) == LOWBIT_OK);
       DeviceBuffer native(native_bytes);
       gpu_repack(ctx.ctx, c, packed, native);
+      if (split) setenv("LOWBIT_WQ_CONFIG", "splits=4", 1);
       Plan plan(ctx.ctx, d);
+      if (split) unsetenv("LOWBIT_WQ_CONFIG");
       size_t length = 0;
       REQUIRE(lowbit_plan_describe(plan.plan, nullptr, 0, &length) == LOWBIT_OK);
       std::string text(length + 1, '\0');
       REQUIRE(lowbit_plan_describe(plan.plan, text.data(), text.size(), nullptr) == LOWBIT_OK);
       INFO(text);
-      std::vector<uint16_t> x(size_t(c.m * nk));
+      CHECK(text.find(split ? "\"split_k\":4" : "\"split_k\":1") != std::string::npos);
+      CHECK(text.find("\"programmatic_launch\":true") != std::string::npos);
+      const size_t ws_bytes = plan.workspace();
+      DeviceBuffer ws(std::max<size_t>(ws_bytes, 16));
+      std::vector<uint16_t> x(size_t(c.m * n_k));
       std::uniform_int_distribution<int> vd(-200, 200);
       for (auto& v : x) v = to_act(at, double(vd(rng)));
       DeviceBuffer buf0(x.size() * 2), buf1(x.size() * 2);
@@ -761,14 +773,15 @@ TEST_CASE("gpu: wq decode with programmatic launch orders each run after the pre
         const DeviceBuffer& out = i % 2 == 0 ? buf1 : buf0;
         lowbit_arg args[] = {{LOWBIT_ARG_X, 0, in.ptr()}, {LOWBIT_ARG_Y, 0, out.ptr()},
                              {LOWBIT_ARG_W_NATIVE, 0, native.ptr()}};
-        REQUIRE_MESSAGE(lowbit_plan_run(plan.plan, args, 3, 0, 0, nullptr) == LOWBIT_OK, lowbit_last_error_message());
+        REQUIRE_MESSAGE(lowbit_plan_run(plan.plan, args, 3, ws_bytes ? ws.ptr() : 0, ws_bytes, nullptr) == LOWBIT_OK,
+                        lowbit_last_error_message());
       }
       lowbit::test::synchronize();
       // y[m][n] = x[m][perm[n]], applied `steps` times.
       std::vector<uint16_t> want = x, next(want.size());
       for (int i = 0; i < steps; ++i) {
         for (int64_t m = 0; m < c.m; ++m)
-          for (int64_t n = 0; n < nk; ++n) next[size_t(m * nk + n)] = want[size_t(m * nk + perm[size_t(n)])];
+          for (int64_t n = 0; n < n_k; ++n) next[size_t(m * n_k + n)] = want[size_t(m * n_k + perm[size_t(n)])];
         want.swap(next);
       }
       const std::vector<uint8_t> got = (steps % 2 == 1 ? buf1 : buf0).to_host();
