@@ -32,6 +32,7 @@
 #include "common/json.hpp"
 #include "cuda/driver.hpp"
 #include "harness.hpp"
+#include "wq_weight_sets.hpp"
 
 namespace lowbit::bench {
 
@@ -48,57 +49,22 @@ const char* fmt_label(lowbit_wq_format f) {
 // One point: plan, rotated weight sets, graph timing, a record.
 void run_point(const Options& o, lowbit_wq_format f, lowbit_dtype at, int64_t m, const Shape& s, double cublas,
                const std::string& tag, bool programmatic = false) {
-  lowbit_wq_matmul_desc d;
-  lowbit_wq_matmul_desc_init(&d);
-  d.format = f;
-  d.weight_bits = 4;
-  d.group_size = 128;
-  d.m = m;
-  d.n = s.n;
-  d.k = s.k;
-  d.act_dtype = at;
-  d.scale_dtype = at;
+  lowbit_wq_matmul_desc d = wq_bench_desc(f, at, m, s.n, s.k);
   d.programmatic_launch = programmatic ? 1 : 0;
   lowbit_plan* plan = nullptr;
   if (lowbit_wq_matmul_plan_create(lowbit_ctx(), &d, &plan) != LOWBIT_OK)
     throw Error(LOWBIT_INTERNAL, lowbit_last_error_message());
   size_t ws_bytes = 0;
   lowbit_plan_workspace_size(plan, &ws_bytes);
-  const int64_t ng = s.k / 128;
-  size_t w_bytes = 0, s_bytes = size_t(ng * s.n) * 2, z_bytes = size_t(ng * s.n) / 2;
-  if (f == LOWBIT_WQ_FORMAT_NATIVE) {
-    uint64_t b = 0;
-    lowbit_wq_native_bytes(&d, &b);
-    w_bytes = size_t(b);  // the whole native buffer (weights, scales, zeros)
-  } else {
-    w_bytes = size_t(s.k * s.n) / 2;
-  }
-  const size_t set_bytes = w_bytes + (f == LOWBIT_WQ_FORMAT_NATIVE ? 0 : s_bytes + z_bytes);
-  const int sets = int(std::clamp<size_t>((size_t(180) << 20) / set_bytes + 1, 2, 32));
-  std::vector<Buffer> wb, sb, zb;
-  for (int i = 0; i < sets; ++i) {
-    wb.emplace_back(w_bytes);
-    wb.back().fill_random(11 + i);
-    if (f != LOWBIT_WQ_FORMAT_NATIVE) {
-      sb.emplace_back(s_bytes);
-      sb.back().fill_random_floats(at, 0.001f, 0.01f, 31 + i);
-      zb.emplace_back(z_bytes);
-      zb.back().fill_random(51 + i);
-    }
-  }
+  const size_t set_bytes = WqWeightSets::set_bytes(d);
+  const WqWeightSets weights(d, WqWeightSets::rotating_count(d));
+  const int sets = weights.count();
   Buffer x(size_t(m * s.k) * 2), y(size_t(m * s.n) * 2), ws(std::max<size_t>(ws_bytes, 16));
   x.fill_random_floats(at, -1.0f, 1.0f, 5);
   CUstream stream = device().stream;
   auto launch = [&](int i) {
-    const int j = i % sets;
     std::vector<lowbit_arg> args = {{LOWBIT_ARG_X, 0, x.ptr()}, {LOWBIT_ARG_Y, 0, y.ptr()}};
-    if (f == LOWBIT_WQ_FORMAT_NATIVE) {
-      args.push_back({LOWBIT_ARG_W_NATIVE, 0, wb[j].ptr()});
-    } else {
-      args.push_back({LOWBIT_ARG_W, 0, wb[j].ptr()});
-      args.push_back({LOWBIT_ARG_W_SCALE, 0, sb[j].ptr()});
-      args.push_back({LOWBIT_ARG_W_ZERO, 0, zb[j].ptr()});
-    }
+    weights.add_args(args, i);
     if (lowbit_plan_run(plan, args.data(), args.size(), ws_bytes ? ws.ptr() : 0, ws_bytes, stream) != LOWBIT_OK)
       throw Error(LOWBIT_INTERNAL, lowbit_last_error_message());
   };
@@ -153,15 +119,7 @@ void suite_wq(const Options& o) {
       for (lowbit_dtype at : {LOWBIT_DTYPE_F16, LOWBIT_DTYPE_BF16})
         for (lowbit_wq_format f : {LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_WQ_FORMAT_AWQ, LOWBIT_WQ_FORMAT_GPTQ})
           for (int64_t m : ms) {
-            lowbit_wq_matmul_desc d;
-            lowbit_wq_matmul_desc_init(&d);
-            d.format = f;
-            d.m = m;
-            d.n = s.n;
-            d.k = s.k;
-            d.act_dtype = at;
-            d.scale_dtype = at;
-            descs.push_back(d);
+            descs.push_back(wq_bench_desc(f, at, m, s.n, s.k));
           }
     std::vector<lowbit_op_desc> ops;
     for (const auto& d : descs) ops.push_back({LOWBIT_FAMILY_WEIGHT_MATMUL, 0, &d});

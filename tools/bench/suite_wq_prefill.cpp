@@ -26,23 +26,14 @@
 #include "common/json.hpp"
 #include "cuda/driver.hpp"
 #include "harness.hpp"
+#include "wq_weight_sets.hpp"
 
 namespace lowbit::bench {
 
 namespace {
 
 lowbit_wq_matmul_desc prefill_desc(lowbit_wq_format f, lowbit_dtype at, int64_t m, const GemmShape& s) {
-  lowbit_wq_matmul_desc d;
-  lowbit_wq_matmul_desc_init(&d);
-  d.format = f;
-  d.weight_bits = 4;
-  d.group_size = 128;
-  d.m = m;
-  d.n = s.n;
-  d.k = s.k;
-  d.act_dtype = at;
-  d.scale_dtype = at;
-  return d;
+  return wq_bench_desc(f, at, m, s.n, s.k);
 }
 
 void run_point(const Options& o, lowbit_wq_format f, lowbit_dtype at, int64_t m, const GemmShape& s, double cublas,
@@ -53,44 +44,19 @@ void run_point(const Options& o, lowbit_wq_format f, lowbit_dtype at, int64_t m,
     throw Error(LOWBIT_INTERNAL, lowbit_last_error_message());
   size_t ws_bytes = 0;
   lowbit_plan_workspace_size(plan, &ws_bytes);
-  const int64_t ng = s.k / 128;
-  const size_t s_bytes = size_t(ng * s.n) * 2, z_bytes = size_t(ng * s.n) / 2;
-  size_t w_bytes = size_t(s.k * s.n) / 2;
-  if (f == LOWBIT_WQ_FORMAT_NATIVE) {
-    uint64_t b = 0;
-    lowbit_wq_native_bytes(&d, &b);
-    w_bytes = size_t(b);
-  }
   const bool native = f == LOWBIT_WQ_FORMAT_NATIVE;
   const bool short_point = m <= 128;
   // Read-bound points rotate weight sets (>= 180 MB in all); a repacked
   // format reads its workspace copy, so only native rotates.
-  const size_t set_bytes = w_bytes + (native ? 0 : s_bytes + z_bytes);
-  const int sets = short_point && native ? int(std::clamp<size_t>((size_t(180) << 20) / set_bytes + 1, 2, 32)) : 1;
-  std::vector<Buffer> wb, sb, zb;
-  for (int i = 0; i < sets; ++i) {
-    wb.emplace_back(w_bytes);
-    wb.back().fill_random(11 + i);
-    if (!native) {
-      sb.emplace_back(s_bytes);
-      sb.back().fill_random_floats(at, 0.001f, 0.01f, 31 + i);
-      zb.emplace_back(z_bytes);
-      zb.back().fill_random(51 + i);
-    }
-  }
+  const size_t set_bytes = WqWeightSets::set_bytes(d);
+  const WqWeightSets weights(d, short_point && native ? WqWeightSets::rotating_count(d) : 1);
+  const int sets = weights.count();
   Buffer x(size_t(m * s.k) * 2), y(size_t(m * s.n) * 2), ws(std::max<size_t>(ws_bytes, 16));
   x.fill_random_floats(at, -1.0f, 1.0f, 5);
   CUstream stream = device().stream;
   auto launch = [&](int i) {
-    const int j = i % sets;
     std::vector<lowbit_arg> args = {{LOWBIT_ARG_X, 0, x.ptr()}, {LOWBIT_ARG_Y, 0, y.ptr()}};
-    if (native) {
-      args.push_back({LOWBIT_ARG_W_NATIVE, 0, wb[j].ptr()});
-    } else {
-      args.push_back({LOWBIT_ARG_W, 0, wb[j].ptr()});
-      args.push_back({LOWBIT_ARG_W_SCALE, 0, sb[j].ptr()});
-      args.push_back({LOWBIT_ARG_W_ZERO, 0, zb[j].ptr()});
-    }
+    weights.add_args(args, i);
     if (lowbit_plan_run(plan, args.data(), args.size(), ws_bytes ? ws.ptr() : 0, ws_bytes, stream) != LOWBIT_OK)
       throw Error(LOWBIT_INTERNAL, lowbit_last_error_message());
   };
