@@ -444,9 +444,6 @@ class MatmulPlan final : public OpPlan {
  public:
   MatmulPlan(const Problem& p, const DeviceTraits& device) : p_(p), sm_count_(std::max(device.sm_count, 1)) {
     const lowbit_wq_matmul_desc& d = p.d;
-    if (device.target.sm < 80)
-      fail(LOWBIT_UNSUPPORTED, "the weight-only matmul needs sm_80 or newer (bf16/f16 mma.m16n8k16); target is {}",
-           device.target.name());
     c_ = choose_config(p, device);
     // Programmatic launch needs sm_90; on older targets the flag is ignored
     // (the kernel's griddepcontrol instructions compile to nothing there).
@@ -650,6 +647,10 @@ uint64_t native_bytes(const lowbit_wq_matmul_desc& d) {
 std::unique_ptr<OpPlan> create(const void* desc, const DeviceTraits& device) {
   const Problem p = check(read_desc(desc));
   if (p.d.op == LOWBIT_WQ_OP_REPACK) return std::make_unique<RepackPlan>(p, device);
+  // Both matmul paths are built on mma.m16n8k16 (bf16/f16).
+  if (device.target.sm < 80)
+    fail(LOWBIT_UNSUPPORTED, "the weight-only matmul needs sm_80 or newer (bf16/f16 mma.m16n8k16); target is {}",
+         device.target.name());
   if (uses_gemm(p.d)) return create_gemm_plan(p, device);
   return std::make_unique<MatmulPlan>(p, device);
 }

@@ -221,9 +221,6 @@ class GemmPlan final : public OpPlan {
  public:
   GemmPlan(const Problem& p, const DeviceTraits& device) : p_(p), sm_count_(std::max(device.sm_count, 1)) {
     const lowbit_wq_matmul_desc& d = p.d;
-    if (device.target.sm < 80)
-      fail(LOWBIT_UNSUPPORTED, "the weight-only matmul needs sm_80 or newer (bf16/f16 mma.m16n8k16); target is {}",
-           device.target.name());
     c_ = choose_gemm(p, device);
     layout_ = wq_native_layout(d.n, d.k, d.weight_bits, d.group_size, d.symmetric != 0, d.act_order != 0, 2);
     repack_ = d.format != LOWBIT_WQ_FORMAT_NATIVE;

@@ -171,6 +171,32 @@ TEST_CASE("wq: descriptor defaults and validation codes") {
   }
 }
 
+TEST_CASE("wq: both matmul paths need sm_80; the repack runs anywhere") {
+  lowbit_context_options o;
+  lowbit_context_options_init(&o);
+  o.cache_mode = LOWBIT_CACHE_MEMORY;
+  lowbit_context* ctx = nullptr;
+  if (lowbit_context_create_offline("sm_75", &o, &ctx) != LOWBIT_OK) {
+    lowbit::test::mark_skipped(std::string("offline context: ") + lowbit_last_error_message());
+    return;
+  }
+  for (const int64_t m : {int64_t(1), int64_t(64)}) {  // decode, prefill
+    CAPTURE(m);
+    auto d = make_desc(LOWBIT_WQ_FORMAT_AWQ, 4, 128, 4096, 4096);
+    d.m = m;
+    lowbit_plan* plan = nullptr;
+    CHECK(lowbit_wq_matmul_plan_create(ctx, &d, &plan) == LOWBIT_UNSUPPORTED);
+    CHECK(std::string(lowbit_last_error_message()).find("needs sm_80 or newer") != std::string::npos);
+    CHECK(plan == nullptr);
+  }
+  auto r = make_desc(LOWBIT_WQ_FORMAT_AWQ, 4, 128, 4096, 4096);
+  r.op = LOWBIT_WQ_OP_REPACK;
+  lowbit_plan* plan = nullptr;
+  CHECK(lowbit_wq_matmul_plan_create(ctx, &r, &plan) == LOWBIT_OK);
+  lowbit_plan_destroy(plan);
+  lowbit_context_destroy(ctx);
+}
+
 TEST_CASE("wq: programmatic launch in the decode plan's description") {
   lowbit_context_options o;
   lowbit_context_options_init(&o);
