@@ -54,7 +54,9 @@ DriverApi load_driver() {
   bind(lib, api.FuncGetAttribute, "cuFuncGetAttribute", p);
   bind(lib, api.FuncSetAttribute, "cuFuncSetAttribute", p);
   bind(lib, api.LaunchKernel, "cuLaunchKernel", p);
-  bind(lib, api.LaunchKernelEx, "cuLaunchKernelEx", p);
+  // Optional (drivers before CUDA 12 lack it): launches that asked for
+  // programmatic serialization then run as ordinary launches.
+  api.LaunchKernelEx = reinterpret_cast<decltype(api.LaunchKernelEx)>(dlsym(lib, "cuLaunchKernelEx"));
   bind(lib, api.MemAlloc, "cuMemAlloc_v2", p);
   bind(lib, api.MemFree, "cuMemFree_v2", p);
   bind(lib, api.MemcpyHtoD, "cuMemcpyHtoD_v2", p);

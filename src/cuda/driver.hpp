@@ -37,7 +37,7 @@ struct DriverApi {
   decltype(&::cuFuncGetAttribute) FuncGetAttribute = nullptr;
   decltype(&::cuFuncSetAttribute) FuncSetAttribute = nullptr;
   decltype(&::cuLaunchKernel) LaunchKernel = nullptr;
-  decltype(&::cuLaunchKernelEx) LaunchKernelEx = nullptr;  // launch attributes (programmatic dependent launch)
+  decltype(&::cuLaunchKernelEx) LaunchKernelEx = nullptr;  // optional: null on drivers before CUDA 12
   decltype(&::cuMemAlloc) MemAlloc = nullptr;
   decltype(&::cuMemFree) MemFree = nullptr;
   decltype(&::cuMemcpyHtoD) MemcpyHtoD = nullptr;

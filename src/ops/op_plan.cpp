@@ -50,7 +50,9 @@ uint64_t RunArgs::get(lowbit_arg_role role, const char* what, bool required, uin
 void launch_kernel(CUfunction function, unsigned grid_x, unsigned grid_y, unsigned grid_z, unsigned block,
                    size_t shared_bytes, CUstream stream, void* params, bool programmatic) {
   void* kernel_params[] = {params};
-  if (!programmatic) {
+  // Without cuLaunchKernelEx an ordinary launch is the same computation: the
+  // kernel's griddepcontrol.wait returns at once when nothing overlaps it.
+  if (!programmatic || driver().LaunchKernelEx == nullptr) {
     cu_check(driver().LaunchKernel(function, grid_x, grid_y, grid_z, block, 1, 1, unsigned(shared_bytes), stream,
                                    kernel_params, nullptr),
              "cuLaunchKernel");
