@@ -183,6 +183,87 @@ LOWBIT_DEVICE void store_y_tile(const WqMatmulParams& p, const uint8_t* smem, in
   }
 }
 
+// ---- Split-K inside a thread block cluster (sm_90) --------------------------
+//
+// With p.cluster_splits = S > 1 the S CTAs of one output tile (blockIdx.y =
+// split = rank in the cluster, cluster dims 1 x S) each leave their f32
+// accumulators in their own shared memory (kBM rows of kBN floats, rows
+// kFRowFloats apart), and after a cluster barrier CTA `rank` finishes the
+// tile's 8-column pieces i with i % S == rank: it reads the piece from every
+// CTA of the cluster through distributed shared memory, adds them in split
+// order starting from 0.f (the order and arithmetic of wq_reduce_kernel, so
+// both reductions give the same bits), adds the bias, rounds and stores.
+// No workspace, no second kernel; a second barrier keeps every CTA's shared
+// memory alive until its peers have read it.
+template <int kBN>
+struct ClusterTile {
+  static constexpr int kRowFloats = kBN + 4;  // +16 bytes: the fragment stores are conflict-free
+  static constexpr int bytes(int bm) { return bm * kRowFloats * 4; }
+};
+
+#if __CUDA_ARCH__ >= 900
+LOWBIT_DEVICE uint32_t cluster_ctarank() {
+  uint32_t r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+  return r;
+}
+LOWBIT_DEVICE void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+// 16 bytes of CTA `rank`'s shared memory at the offset of `local` in this CTA's.
+LOWBIT_DEVICE U4 ld_cluster16(uint32_t local, uint32_t rank) {
+  uint32_t a;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(a) : "r"(local), "r"(rank));
+  U4 v;
+  asm volatile("ld.shared::cluster.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "r"(a)
+               : "memory");
+  return v;
+}
+#endif
+
+template <typename AT, int kBM, int kBN, int kThreads>
+LOWBIT_DEVICE void cluster_reduce_store(const WqMatmulParams& p, const uint8_t* smem, int64_t m0, int64_t n_cta) {
+#if __CUDA_ARCH__ >= 900
+  constexpr int kRow = ClusterTile<kBN>::kRowFloats * 4;
+  constexpr int kPieces = kBN / 8;
+  cluster_sync();  // every CTA's partial tile is written and visible to the cluster
+  const uint32_t splits = uint32_t(p.cluster_splits), rank = cluster_ctarank();
+  const uint32_t base = smem_u32(smem);
+  const bool vec = (p.y & 15u) == 0 && (p.y_stride & 7) == 0;
+  for (int i = int(rank) * kThreads + threadIdx.x; i < kBM * kPieces; i += int(splits) * kThreads) {
+    const int ml = i / kPieces, piece = i % kPieces;
+    const int64_t m = m0 + ml, n = n_cta + 8 * piece;
+    if (m >= p.m || n >= p.n) continue;  // N is a multiple of 8: a piece is whole or absent
+    float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    const uint32_t src = base + uint32_t(ml * kRow + piece * 32);
+    for (uint32_t q = 0; q < splits; ++q) {
+      const U4 a = ld_cluster16(src, q), b = ld_cluster16(src + 16u, q);
+      v[0] += __uint_as_float(a.x), v[1] += __uint_as_float(a.y), v[2] += __uint_as_float(a.z);
+      v[3] += __uint_as_float(a.w), v[4] += __uint_as_float(b.x), v[5] += __uint_as_float(b.y);
+      v[6] += __uint_as_float(b.z), v[7] += __uint_as_float(b.w);
+    }
+    AT out[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) out[e] = from_f32<AT>(p.bias != 0 ? v[e] + to_f32(ptr<AT>(p.bias)[n + e]) : v[e]);
+    AT* dst = mut_ptr<AT>(p.y) + m * p.y_stride + n;
+    if (vec) {
+      U4 w;
+      w.x = uint32_t(out[0].bits) | uint32_t(out[1].bits) << 16;
+      w.y = uint32_t(out[2].bits) | uint32_t(out[3].bits) << 16;
+      w.z = uint32_t(out[4].bits) | uint32_t(out[5].bits) << 16;
+      w.w = uint32_t(out[6].bits) | uint32_t(out[7].bits) << 16;
+      *reinterpret_cast<U4*>(dst) = w;
+    } else {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) dst[e] = out[e];
+    }
+  }
+  cluster_sync();  // peers are done reading this CTA's shared memory
+#endif
+}
+
 template <typename Cfg>
 struct Gemm {
   using AT = typename Cfg::AT;
@@ -408,6 +489,20 @@ LOWBIT_DEVICE void wq_gemm_kernel(const WqMatmulParams& p) {
   const int64_t n_cta = nt0 * 16;
   const int nl0 = ntw * 16 + r;      // CTA-local n of acc[j][i][0]
   const int ml0 = warp_m * kTM * 8 + 2 * t;  // CTA-local m of acc[j][i][0]
+  if (p.cluster_splits > 1) {
+    __syncthreads();  // every warp is done with the stages: the f32 tile reuses them
+    float* f = reinterpret_cast<float*>(smem);
+    constexpr int kRow = ClusterTile<G::kBN>::kRowFloats;
+#pragma unroll
+    for (int j = 0; j < kTN; ++j)
+#pragma unroll
+      for (int i = 0; i < kTM; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          f[(ml0 + 8 * i + (e & 1)) * kRow + nl0 + 16 * j + (e >= 2 ? 8 : 0)] = acc[j][i][e];
+    cluster_reduce_store<AT, kBM, G::kBN, kThreads>(p, smem, m0, n_cta);
+    return;
+  }
   if (p.partial != 0) {
     float* part = mut_ptr<float>(p.partial) + int64_t(blockIdx.y) * p.m_plan * p.n;
 #pragma unroll

@@ -23,6 +23,8 @@ struct WqMatmulParams {
   int64_t n_tiles;          // native: Np / 16
   int64_t k_steps;          // k-steps of the kernel (native: k-chunks of 64)
   int64_t steps_per_split;  // k-steps per blockIdx.y
+  int64_t cluster_splits;   // prefill, sm_90: the splits of a tile form one thread block cluster and add
+                            // their partials through distributed shared memory (partial = 0); else 0
 };
 
 // Sums the split-K partials in a fixed order, adds the bias, rounds to the

@@ -303,6 +303,17 @@ LOWBIT_DEVICE void wq_wgmma_kernel(const WqMatmulParams& p) {
   // ---- Epilogue: acc[4 j + e] is Y[m = 8 j + 2 t + (e & 1)][n = 16 warp + r + 8 (e >> 1)] ----
   const int64_t n_cta = nt0 * 16;
   const int nl0 = warp * 16 + r;
+  if (p.cluster_splits > 1) {
+    __syncthreads();  // both warpgroups are done with the stages: the f32 tile reuses them
+    float* f = reinterpret_cast<float*>(smem);
+    constexpr int kRow = ClusterTile<G::kBN>::kRowFloats;
+#pragma unroll
+    for (int j = 0; j < kBM / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) f[(8 * j + 2 * t + (e & 1)) * kRow + nl0 + (e >= 2 ? 8 : 0)] = acc[4 * j + e];
+    cluster_reduce_store<AT, kBM, G::kBN, kThreads>(p, smem, m0, n_cta);
+    return;
+  }
   if (p.partial != 0) {
     float* part = mut_ptr<float>(p.partial) + int64_t(blockIdx.y) * p.m_plan * p.n;
 #pragma unroll

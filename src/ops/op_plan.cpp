@@ -48,19 +48,32 @@ uint64_t RunArgs::get(lowbit_arg_role role, const char* what, bool required, uin
 }
 
 void launch_kernel(CUfunction function, unsigned grid_x, unsigned grid_y, unsigned grid_z, unsigned block,
-                   size_t shared_bytes, CUstream stream, void* params, bool programmatic) {
+                   size_t shared_bytes, CUstream stream, void* params, bool programmatic, unsigned cluster_y) {
   void* kernel_params[] = {params};
+  // Clusters exist only through cuLaunchKernelEx, which every driver that
+  // runs sm_90 has (CUDA 12.0); a plan asks for them only on sm_90+.
+  if (cluster_y > 1 && driver().LaunchKernelEx == nullptr)
+    fail(LOWBIT_CUDA_ERROR, "this plan launches thread block clusters, which need cuLaunchKernelEx (a CUDA 12 driver)");
   // Without cuLaunchKernelEx an ordinary launch is the same computation: the
   // kernel's griddepcontrol.wait returns at once when nothing overlaps it.
-  if (!programmatic || driver().LaunchKernelEx == nullptr) {
+  if ((!programmatic && cluster_y <= 1) || driver().LaunchKernelEx == nullptr) {
     cu_check(driver().LaunchKernel(function, grid_x, grid_y, grid_z, block, 1, 1, unsigned(shared_bytes), stream,
                                    kernel_params, nullptr),
              "cuLaunchKernel");
     return;
   }
-  CUlaunchAttribute attribute{};
-  attribute.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
-  attribute.value.programmaticStreamSerializationAllowed = 1;
+  CUlaunchAttribute attributes[2]{};
+  unsigned count = 0;
+  if (programmatic) {
+    attributes[count].id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attributes[count++].value.programmaticStreamSerializationAllowed = 1;
+  }
+  if (cluster_y > 1) {
+    attributes[count].id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+    attributes[count].value.clusterDim.x = 1;
+    attributes[count].value.clusterDim.y = cluster_y;
+    attributes[count++].value.clusterDim.z = 1;
+  }
   CUlaunchConfig config{};
   config.gridDimX = grid_x;
   config.gridDimY = grid_y;
@@ -70,9 +83,10 @@ void launch_kernel(CUfunction function, unsigned grid_x, unsigned grid_y, unsign
   config.blockDimZ = 1;
   config.sharedMemBytes = unsigned(shared_bytes);
   config.hStream = stream;
-  config.attrs = &attribute;
-  config.numAttrs = 1;
-  cu_check(driver().LaunchKernelEx(&config, function, kernel_params, nullptr), "cuLaunchKernelEx (programmatic launch)");
+  config.attrs = attributes;
+  config.numAttrs = count;
+  cu_check(driver().LaunchKernelEx(&config, function, kernel_params, nullptr),
+           cluster_y > 1 ? "cuLaunchKernelEx (thread block clusters)" : "cuLaunchKernelEx (programmatic launch)");
 }
 
 void check_struct_size(uint32_t struct_size, size_t minimum, size_t current, const char* what) {

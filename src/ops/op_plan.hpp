@@ -66,9 +66,11 @@ void run_reference(const lowbit_op_desc& op, const lowbit_arg* args, size_t coun
 // parameter struct. `programmatic`: launched with programmatic stream
 // serialization (sm_90+), so the kernel may start while the previous kernel
 // in the stream is still running; it must execute griddepcontrol.wait before
-// touching anything that kernel may write.
+// touching anything that kernel may write. `cluster_y` > 1: thread block
+// clusters of 1 x cluster_y x 1 CTAs (sm_90+; grid_y a multiple of it).
 void launch_kernel(CUfunction function, unsigned grid_x, unsigned grid_y, unsigned grid_z, unsigned block,
-                   size_t shared_bytes, CUstream stream, void* params, bool programmatic = false);
+                   size_t shared_bytes, CUstream stream, void* params, bool programmatic = false,
+                   unsigned cluster_y = 1);
 
 // Checks a descriptor's struct_size: at least the size of the first release
 // of the struct (older callers), and not absurd.

@@ -56,6 +56,8 @@ constexpr double kWgmma128FlopPerUsPerSm = 2.3e6;
 constexpr double kWgmma256FlopPerUsPerSm = 3.35e6;
 constexpr double kBytesPerUs = 3.0e6;
 constexpr double kLaunchUs = 2.0;
+constexpr double kClusterBytesPerUs = 5.0e4;
+constexpr int kStreamBytes = 32 * 1024;
 
 // Shared memory a block may opt into, by architecture (the driver reports
 // the same numbers; a table keeps offline prewarm and online plans equal).
@@ -74,6 +76,7 @@ struct GemmConfig {
   int64_t m_blocks = 0, n_blocks = 0;
   int64_t chunks = 0;        // 64-wide k-chunks
   int64_t splits = 1, chunks_per_split = 0;
+  bool cluster = false;      // split-K reduced inside a thread block cluster (sm_90), not by a second kernel
   int smem = 0;              // dynamic shared bytes
   double est_us = 0;         // the model's estimate
   bool tuned = false;        // LOWBIT_WQ_CONFIG applied
@@ -87,6 +90,9 @@ int stage_bytes(const TileShape& t, const lowbit_wq_matmul_desc& d) {
   return w + s + z + t.bm * 128;
 }
 int epilogue_bytes(const TileShape& t) { return t.bm * (t.bn() * 2 + 16); }
+// The f32 tile a CTA leaves for its cluster when the splits add up through
+// distributed shared memory (wq_gemm.cuh's ClusterTile).
+int cluster_tile_bytes(const TileShape& t) { return t.bm * (t.bn() + 4) * 4; }
 // wq_wgmma.cuh's Wgmma<Cfg>: the X tile first, stages 1024-aligned, + 1024
 // for the kernel's own alignment of the ring.
 int wgmma_stage_bytes(const TileShape& t, const lowbit_wq_matmul_desc& d) {
@@ -104,7 +110,8 @@ constexpr TileShape kWgmmaTiles[] = {{128, 1, 16, 8, 1},   // 128   8   (2 warpg
 struct Knobs {
   int kernel = 0;  // 1 mma.sync, 2 wgmma
   int bm = 0, bn = 0, splits = 0, stages = 0, occ = 0;
-  bool any() const { return kernel || bm || bn || splits || stages || occ; }
+  int nocluster = 0;  // 1: split-K through the workspace and the reduce kernel, also on sm_90
+  bool any() const { return kernel || bm || bn || splits || stages || occ || nocluster; }
 };
 Knobs read_knobs() {
   Knobs k;
@@ -114,11 +121,23 @@ Knobs read_knobs() {
   k.splits = config_knob("splits");
   k.stages = config_knob("stages");
   k.occ = config_knob("occ");
+  k.nocluster = config_knob("nocluster");
   return k;
 }
 
+// Clusters of up to 8 CTAs are portable (sm_90 and later).
+constexpr int64_t kMaxClusterSplits = 8;
+
+// Dynamic shared memory of a configuration: the ring, or the epilogue's tile
+// if larger (+ 1024 for the warpgroup kernel's own alignment).
+int config_smem(const GemmConfig& c, int stage_bytes) {
+  int bytes = std::max(c.stages * stage_bytes, epilogue_bytes(c.tile));
+  if (c.cluster) bytes = std::max(bytes, cluster_tile_bytes(c.tile));
+  return bytes + (c.wgmma ? 1024 : 0);
+}
+
 GemmConfig evaluate(const Problem& p, const TileShape& tile, int64_t splits, const DeviceTraits& device, int occ,
-                    bool wgmma = false) {
+                    bool cluster, bool wgmma = false) {
   const lowbit_wq_matmul_desc& d = p.d;
   const int sms = std::max(device.sm_count, 1);
   GemmConfig c;
@@ -129,6 +148,7 @@ GemmConfig evaluate(const Problem& p, const TileShape& tile, int64_t splits, con
   c.n_blocks = ceil_div(ceil_div(d.n, 16), tile.bn() / 16);
   c.chunks_per_split = ceil_div(c.chunks, splits);
   c.splits = ceil_div(c.chunks, c.chunks_per_split);
+  c.cluster = cluster && c.splits > 1 && c.splits <= kMaxClusterSplits;
   // Stages: as many as the CTA's share of the SM's shared memory holds
   // (mma.sync 3..8, wgmma 4..6): deep rings keep the weight stream busy at
   // small M. `occ` (the knob) overrides the CTAs an SM is sized for.
@@ -137,7 +157,7 @@ GemmConfig evaluate(const Problem& p, const TileShape& tile, int64_t splits, con
   const int budget = shared_limit(device.target.sm) / want_slots - 2048;
   const int sb = wgmma ? wgmma_stage_bytes(tile, d) : stage_bytes(tile, d);
   c.stages = std::clamp(budget / sb, wgmma ? 4 : 3, wgmma ? 6 : 8);
-  c.smem = std::max(c.stages * sb, epilogue_bytes(tile)) + (wgmma ? 1024 : 0);
+  c.smem = config_smem(c, sb);
   // The launch bound asks for `slots` CTAs an SM, which caps the registers.
   c.slots = std::max(1, std::min(want_slots, shared_limit(device.target.sm) / (c.smem + 1024)));
   // Time: the larger of tensor-core work (padded tiles included) and DRAM
@@ -148,9 +168,26 @@ GemmConfig evaluate(const Problem& p, const TileShape& tile, int64_t splits, con
                        double(d.m) * double(d.n) * 2.0;
   const double rate = !wgmma ? kFlopPerUsPerSm : tile.bm >= 256 ? kWgmma256FlopPerUsPerSm : kWgmma128FlopPerUsPerSm;
   const double main_us = std::max(flops / (rate * sms), bytes / kBytesPerUs);
-  const double score = grid_score(c.m_blocks * c.n_blocks * c.splits, c.slots, sms);
+  // How well the grid fills the machine: CTAs against `slots` an SM, except
+  // (a) a cluster launch, which in practice spreads its CTAs one to an SM
+  // (H100: a 4-way split of 64 tiles in clusters ran 1.6x slower than
+  // through the reduce kernel; choose_gemm only takes clusters that fit one
+  // wave), and (b) an unsplit weight-streaming grid (M <= 32) of at least
+  // 1.5 CTAs an SM whose rings keep >= kStreamBytes each in flight: it draws
+  // the full DRAM bandwidth as it is (H100, 8B gate_up at M = 16: 224 CTAs
+  // of 16 x 128 30.8 us, 448 of 16 x 64 34.5 us).
+  const int64_t ctas = c.m_blocks * c.n_blocks * c.splits;
+  const bool streams_alone =
+      !wgmma && tile.bm <= 32 && c.splits == 1 && 2 * ctas >= 3 * int64_t(sms) && (c.stages - 1) * sb >= kStreamBytes;
+  const double score = streams_alone ? 1.0 : grid_score(ctas, c.cluster ? 1 : c.slots, sms);
   c.est_us = kLaunchUs + main_us / std::max(score, 1e-3);
-  if (c.splits > 1) c.est_us += kLaunchUs + double(c.splits) * double(d.m) * double(d.n) * 8.0 / kBytesPerUs;
+  // Split-K: in a cluster, each CTA reads one tile's worth of f32 through
+  // distributed shared memory (~32 bytes a clock an SM); otherwise the
+  // partials go to memory and back, in one more launch.
+  if (c.cluster)
+    c.est_us += double(cluster_tile_bytes(tile)) / kClusterBytesPerUs;
+  else if (c.splits > 1)
+    c.est_us += kLaunchUs + double(c.splits) * double(d.m) * double(d.n) * 8.0 / kBytesPerUs;
   return c;
 }
 
@@ -160,12 +197,13 @@ GemmConfig choose_gemm(const Problem& p, const DeviceTraits& device) {
   while (row < 3 && kWide[row].bm < d.m) ++row;
   const int64_t chunks = ceil_div(d.k, 64);
   const Knobs knobs = read_knobs();
+  const bool cluster_ok = device.target.sm >= 90 && knobs.nocluster == 0;
   GemmConfig best;
   best.est_us = -1;
   for (const TileShape* table : {kWide, kNarrow}) {
     for (int64_t splits : {1, 2, 3, 4, 6, 8}) {
       if (splits > 1 && (chunks / splits < 8 || d.m > 256)) break;  // keep >= 512 of K per split; no split at large M
-      const GemmConfig c = evaluate(p, table[row], splits, device, knobs.occ);
+      const GemmConfig c = evaluate(p, table[row], splits, device, knobs.occ, false);
       if (best.est_us < 0 || c.est_us < best.est_us * 0.97) best = c;  // prefer wide, unsplit on near ties
     }
   }
@@ -178,8 +216,19 @@ GemmConfig choose_gemm(const Problem& p, const DeviceTraits& device) {
     for (const TileShape& t : kWgmmaTiles) {
       for (int64_t splits : {1, 2, 3, 4}) {
         if (splits > 1 && (chunks / splits < 8 || d.m > 1024)) break;
-        const GemmConfig c = evaluate(p, t, splits, device, knobs.occ, true);
-        if (best.est_us < 0 || c.est_us < best.est_us * 0.97) best = c;
+        // Each split count through the reduce kernel, and for the 256-row
+        // tiles (M >= 512, where the partials are large: 13.9 us of reduce
+        // kernel behind a 32.6 us GEMM at M = 512 on 8B o) also pairs of
+        // splits in clusters when the whole grid fits one CTA an SM (see
+        // evaluate). Measured on an H100: 2-way clusters of 128 CTAs run in
+        // one round, 4-way ones of 128 CTAs took two (a GPC packs whole
+        // clusters only); at M = 128 clusters were not reliably faster.
+        for (const bool cluster : {false, true}) {
+          if (cluster && (!cluster_ok || splits != 2 || t.bm < 256)) continue;
+          const GemmConfig c = evaluate(p, t, splits, device, knobs.occ, cluster, true);
+          if (cluster && (!c.cluster || c.m_blocks * c.n_blocks * c.splits > device.sm_count)) continue;
+          if (best.est_us < 0 || c.est_us < best.est_us * 0.97) best = c;
+        }
       }
     }
   }
@@ -199,11 +248,10 @@ GemmConfig choose_gemm(const Problem& p, const DeviceTraits& device) {
       }
       t = (bn == 2 || (bn == 0 && best.tile.bn() != kWide[row].bn())) ? kNarrow[r] : kWide[r];
     }
-    best = evaluate(p, t, splits > 0 ? std::min(splits, 16) : best.splits, device, knobs.occ, wg);
+    best = evaluate(p, t, splits > 0 ? std::min(splits, 16) : best.splits, device, knobs.occ, cluster_ok, wg);
     if (stages > 0) {
       best.stages = std::clamp(stages, wg ? 3 : 2, 8);
-      const int sb = wg ? wgmma_stage_bytes(t, d) : stage_bytes(t, d);
-      best.smem = std::max(best.stages * sb, epilogue_bytes(t)) + (wg ? 1024 : 0);
+      best.smem = config_smem(best, wg ? wgmma_stage_bytes(t, d) : stage_bytes(t, d));
     }
     best.tuned = true;
   }
@@ -261,7 +309,7 @@ class GemmPlan final : public OpPlan {
     s.dynamic_shared_bytes = c_.smem;
     gemm_index_ = specs_.size();
     specs_.push_back(std::move(s));
-    if (c_.splits > 1) {
+    if (c_.splits > 1 && !c_.cluster) {
       KernelSpec r = base_spec("wq_matmul.cuh", "lowbit::wq_reduce_kernel", "lowbit::WqReduceParams", 256);
       r.types = {{"AT", device_type(d.act_dtype)}};
       specs_.push_back(std::move(r));
@@ -316,11 +364,15 @@ class GemmPlan final : public OpPlan {
       k.x = workspace + xp_offset_;
       k.x_stride = d.k;
     }
-    if (c_.splits > 1) k.partial = workspace + partial_offset_;
+    if (c_.cluster)
+      k.cluster_splits = c_.splits;
+    else if (c_.splits > 1)
+      k.partial = workspace + partial_offset_;
     const int64_t m_blocks = ceil_div(rows, c_.tile.bm);
     launch_kernel(functions[gemm_index_], unsigned(m_blocks * c_.n_blocks), unsigned(c_.splits), 1,
-                  unsigned(32 * c_.tile.warps()), size_t(c_.smem), stream, &k);
-    if (c_.splits > 1)
+                  unsigned(32 * c_.tile.warps()), size_t(c_.smem), stream, &k, false,
+                  c_.cluster ? unsigned(c_.splits) : 1u);
+    if (c_.splits > 1 && !c_.cluster)
       launch_reduce(p_, k.partial, k.y, k.bias, rows, c_.splits, functions[gemm_index_ + 1], sm_count_, stream);
   }
 
@@ -341,6 +393,9 @@ class GemmPlan final : public OpPlan {
                              .add("ctas_per_sm", int64_t(c_.slots))
                              .add("split_k", c_.splits)
                              .add("chunks_per_split", c_.chunks_per_split)
+                             .add("split_k_reduce", c_.splits == 1 ? "none"
+                                                    : c_.cluster ? "cluster (distributed shared memory)"
+                                                                 : "workspace + reduce kernel")
                              .add("grid", fmt::format("{}x{}", c_.m_blocks * c_.n_blocks, c_.splits))
                              .add("estimated_us", c_.est_us)
                              .add("from_env", c_.tuned)

@@ -610,7 +610,12 @@ TEST_CASE("gpu: wq prefill every GEMM tile the plan may choose (forced through L
                            "bm=256,bn=1",         "bm=256,bn=2,splits=2",
                            // sm_90a: the warpgroup kernel (ignored elsewhere: the plan falls back to mma.sync)
                            "kernel=2,bm=128", "kernel=2,bm=256", "kernel=2,bn=2,stages=3", "kernel=2,splits=2",
-                           "kernel=1,bm=128"};
+                           "kernel=1,bm=128",
+                           // split-K: on sm_90 the splits of a tile add up inside a cluster (up to 8, any
+                           // count); nocluster=1 keeps the workspace and reduce kernel there as on sm_80
+                           "bm=16,bn=2,splits=8", "bm=32,bn=1,splits=5", "kernel=2,bm=256,splits=3",
+                           "kernel=2,bm=128,bn=2,splits=4", "bm=64,bn=1,splits=2,nocluster=1",
+                           "kernel=2,splits=2,nocluster=1", "bm=16,bn=1,splits=12"};
   std::vector<Case> cases;
   for (lowbit_dtype at : {LOWBIT_DTYPE_F16, LOWBIT_DTYPE_BF16})
     for (int64_t m : {40, 300}) {
