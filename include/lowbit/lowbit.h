@@ -443,8 +443,10 @@ LOWBIT_API lowbit_status lowbit_quantize_plan_create(lowbit_context* context,
  *    lowbit_plan_describe names the path and the chosen tile, stages and
  *    split-K.
  * Y is rounded once to act_dtype (nearest even). Deterministic: split-K
- * partial sums are reduced in a fixed order by a second kernel, never with
- * atomics.
+ * partial sums are reduced in a fixed order, never with atomics, by a
+ * second kernel or (prefill on sm_90, where describe says "cluster") inside
+ * the GEMM: the splits of a tile run as one thread block cluster and add
+ * their partials through distributed shared memory (the same bits).
  *
  * Storage formats (q, z, s as real checkpoints hold them). Shapes are in
  * elements, row-major; NG = K / group_size (1 for per-channel):
