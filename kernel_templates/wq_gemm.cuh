@@ -188,17 +188,17 @@ LOWBIT_DEVICE void store_y_tile(const WqMatmulParams& p, const uint8_t* smem, in
 // With p.cluster_splits = S > 1 the S CTAs of one output tile (blockIdx.y =
 // split = rank in the cluster, cluster dims 1 x S) each leave their f32
 // accumulators in their own shared memory (kBM rows of kBN floats, rows
-// kFRowFloats apart), and after a cluster barrier CTA `rank` finishes the
+// ClusterTile::kRowFloats apart), and after a cluster barrier CTA `rank` finishes the
 // tile's 8-column pieces i with i % S == rank: it reads the piece from every
 // CTA of the cluster through distributed shared memory, adds them in split
 // order starting from 0.f (the order and arithmetic of wq_reduce_kernel, so
 // both reductions give the same bits), adds the bias, rounds and stores.
 // No workspace, no second kernel; a second barrier keeps every CTA's shared
 // memory alive until its peers have read it.
+// (src/ops/wq_gemm.cpp's cluster_tile_bytes sizes the shared memory for it.)
 template <int kBN>
 struct ClusterTile {
   static constexpr int kRowFloats = kBN + 4;  // +16 bytes: the fragment stores are conflict-free
-  static constexpr int bytes(int bm) { return bm * kRowFloats * 4; }
 };
 
 #if __CUDA_ARCH__ >= 900
@@ -261,6 +261,8 @@ LOWBIT_DEVICE void cluster_reduce_store(const WqMatmulParams& p, const uint8_t* 
     }
   }
   cluster_sync();  // peers are done reading this CTA's shared memory
+#else
+  __trap();  // clusters need sm_90; plans for older targets never set cluster_splits
 #endif
 }
 
