@@ -627,8 +627,31 @@ TEST_CASE("gpu: wq prefill every GEMM tile the plan may choose (forced through L
       add(LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_WQ_FORMAT_PLAIN, 4, 32, 16 * 7, 1376);
       add(LOWBIT_WQ_FORMAT_GPTQ_V1, LOWBIT_WQ_FORMAT_GPTQ_V1, 4, -1, 200, 1000);
     }
+  // The reduction each split configuration takes, from its plan's description
+  // (first case): in clusters on sm_90 for 2..8 splits unless nocluster=1,
+  // else the workspace and the reduce kernel.
+  Context info_ctx;
+  lowbit_device_info info{};
+  info.struct_size = sizeof(info);
+  REQUIRE(lowbit_context_get_info(info_ctx.ctx, &info) == LOWBIT_OK);
   for (const char* cfg : configs) {
     setenv("LOWBIT_WQ_CONFIG", cfg, 1);
+    if (std::strstr(cfg, "splits=") != nullptr) {
+      Plan plan(info_ctx.ctx, cases[0].matmul());
+      size_t length = 0;
+      REQUIRE(lowbit_plan_describe(plan.plan, nullptr, 0, &length) == LOWBIT_OK);
+      std::string text(length + 1, '\0');
+      REQUIRE(lowbit_plan_describe(plan.plan, text.data(), text.size(), nullptr) == LOWBIT_OK);
+      INFO(cfg << ": " << text);
+      const size_t at = text.find("\"split_k\":");
+      REQUIRE(at != std::string::npos);
+      const long long splits = std::atoll(text.c_str() + at + std::strlen("\"split_k\":"));
+      const bool cluster = info.compute_capability >= 90 && splits >= 2 && splits <= 8 &&
+                           std::strstr(cfg, "nocluster=1") == nullptr;
+      CHECK(text.find(splits == 1  ? "\"split_k_reduce\":\"none\""
+                      : cluster    ? "\"split_k_reduce\":\"cluster"
+                                   : "\"split_k_reduce\":\"workspace + reduce kernel\"") != std::string::npos);
+    }
     run_all(cases, cfg);
   }
   unsetenv("LOWBIT_WQ_CONFIG");
