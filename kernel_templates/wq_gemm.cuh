@@ -36,6 +36,8 @@
 //
 // Grid: x = m-blocks x n-blocks in groups of kGroupM m-blocks (consecutive CTAs
 // share an n-block's weights and a few m-blocks of X in L2), y = splits.
+// With kStreamK the grid is instead p.stream_ctas CTAs sharing every tile's
+// chunks (see for_each_segment).
 #pragma once
 
 #include "wq_common.cuh"
@@ -116,12 +118,11 @@ LOWBIT_DEVICE uint32_t scale_pair(uint32_t v, uint32_t s) {
   }
 }
 
-// The (m-block, n-block) of this CTA: blockIdx.x walks groups of kGroupM
+// The (m-block, n-block) of tile `pid`: tiles walk groups of kGroupM
 // m-blocks, m fastest inside a group, so that consecutive CTAs share an
 // n-block's weights and a few m-blocks of X in L2. False past the grid.
 template <int kGroupM>
-LOWBIT_DEVICE bool cta_tile(int64_t m_blocks, int64_t n_blocks, int64_t& mb, int64_t& nb) {
-  const int64_t pid = blockIdx.x;
+LOWBIT_DEVICE bool cta_tile(int64_t pid, int64_t m_blocks, int64_t n_blocks, int64_t& mb, int64_t& nb) {
   const int64_t per_group = int64_t(kGroupM) * n_blocks;
   const int64_t first_m = pid / per_group * kGroupM;
   const int64_t size_m = min64(m_blocks - first_m, int64_t(kGroupM));
@@ -266,6 +267,144 @@ LOWBIT_DEVICE void cluster_reduce_store(const WqMatmulParams& p, const uint8_t* 
 #endif
 }
 
+// ---- Stream-K (both GEMM kernels) -------------------------------------------
+//
+// With p.stream_ctas = G > 0 the grid is G CTAs (what the SMs hold at once)
+// and the work is dealt out by k-chunks, not by tiles: the chunks of every
+// tile laid end to end (tile t of the grouped raster, its chunks in k order)
+// are cut into G contiguous ranges of q or q + 1 chunks, so every SM gets the
+// same work whatever the tile count (96 tiles on 132 SMs run as 132 equal
+// shares, not as 96 busy SMs and 36 idle ones). A CTA walks its range from
+// the end, one tile segment at a time:
+//  - a segment that stops short of its tile's last chunk (later CTAs hold
+//    the rest) stores its f32 accumulators in the CTA's slot of the
+//    workspace and then sets the slot's flag. Only the first segment a CTA
+//    walks can be one: a CTA writes at most one slot, before it waits on
+//    anything;
+//  - the segment holding a tile's last chunk finishes the tile: if earlier
+//    CTAs hold its first chunks, it waits for their flags and adds their
+//    slots to its accumulators in CTA order, then adds the bias, rounds and
+//    stores.
+// A CTA only waits on CTAs with lower indices, which start no later than it
+// does and publish before they wait: no deadlock, even if the grid does not
+// fit the GPU at once. The sum order is fixed by the plan and the row count
+// (deterministic); it is not a split-K plan's order.
+// Flags: one uint64 per slot, set to the run's nonce (never 0) and cleared by
+// the CTA that consumed it, so all are 0 again when the kernel ends. A stale
+// value (a workspace some other op wrote) passes for this run's flag only if
+// it equals the 64-bit nonce.
+struct StreamK {
+  int64_t q, r;  // G ranges: the first r of q + 1 chunks, the rest of q (q >= 1)
+  LOWBIT_DEVICE StreamK(int64_t total_chunks, int64_t ctas) : q(total_chunks / ctas), r(total_chunks % ctas) {}
+  LOWBIT_DEVICE int64_t begin(int64_t cta) const { return cta * q + min64(cta, r); }
+  // The CTA whose range holds chunk position `pos`.
+  LOWBIT_DEVICE int64_t owner(int64_t pos) const {
+    const int64_t big = (q + 1) * r;
+    return pos < big ? pos / (q + 1) : r + (pos - big) / q;
+  }
+};
+
+// What a tile segment does with its accumulators.
+struct TileEnd {
+  enum Kind { kStore, kSplitPartial, kCluster, kPublish } kind = kStore;
+  int64_t slot = 0;                      // kSplitPartial: the split; kPublish: the CTA's slot
+  int64_t absorb_first = 0, absorb_end = 0;  // kStore: slots of earlier CTAs to add first
+};
+
+LOWBIT_DEVICE void st_cg4(float* a, float x, float y, float z, float w) {
+  asm volatile("st.global.cg.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(a), "f"(x), "f"(y), "f"(z), "f"(w) : "memory");
+}
+struct F4 {
+  float x, y, z, w;
+};
+LOWBIT_DEVICE F4 ld_cg4(const float* a) {
+  F4 v;
+  asm volatile("ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "l"(a) : "memory");
+  return v;
+}
+LOWBIT_DEVICE void st_release_gpu(uint64_t a, uint64_t v) {
+  asm volatile("st.release.gpu.global.u64 [%0], %1;" ::"l"(a), "l"(v) : "memory");
+}
+LOWBIT_DEVICE uint64_t ld_acquire_gpu(uint64_t a) {
+  uint64_t v;
+  asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(a) : "memory");
+  return v;
+}
+LOWBIT_DEVICE void st_relaxed_gpu(uint64_t a, uint64_t v) {
+  asm volatile("st.relaxed.gpu.global.u64 [%0], %1;" ::"l"(a), "l"(v) : "memory");
+}
+
+// The CTA's accumulators, in the thread's own register order, to slot
+// `slot` (float4 i of thread t at (i kThreads + t) 16 bytes: coalesced),
+// then the slot's flag.
+template <int kRegs, int kThreads>
+LOWBIT_DEVICE void streamk_publish(const WqMatmulParams& p, const float (&acc)[kRegs], int64_t slot) {
+  static_assert(kRegs % 4 == 0, "accumulators come in fours");
+  float* part = mut_ptr<float>(p.partial) + slot * int64_t(kRegs) * kThreads + threadIdx.x * 4;
+#pragma unroll
+  for (int i = 0; i < kRegs / 4; ++i)
+    st_cg4(part + i * kThreads * 4, acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3]);
+  __syncthreads();  // every thread's share is written
+  if (threadIdx.x == 0) {
+    asm volatile("fence.acq_rel.gpu;" ::: "memory");  // with the barrier: the CTA's stores before the flag
+    st_release_gpu(p.stream_flags + uint64_t(slot) * 8u, p.stream_nonce);
+  }
+}
+
+// Adds slots [first, end) to the accumulators, in slot order, once their
+// flags are up; clears the flags.
+template <int kRegs, int kThreads>
+LOWBIT_DEVICE void streamk_absorb(const WqMatmulParams& p, float (&acc)[kRegs], int64_t first, int64_t end) {
+  if (first >= end) return;
+  if (threadIdx.x == 0)
+    for (int64_t c = first; c < end; ++c)
+      while (ld_acquire_gpu(p.stream_flags + uint64_t(c) * 8u) != p.stream_nonce)
+        asm volatile("nanosleep.u32 64;" ::: "memory");
+  __syncthreads();
+  for (int64_t c = first; c < end; ++c) {
+    const float* part = ptr<float>(p.partial) + c * int64_t(kRegs) * kThreads + threadIdx.x * 4;
+#pragma unroll
+    for (int i = 0; i < kRegs / 4; ++i) {
+      const F4 v = ld_cg4(part + i * kThreads * 4);
+      acc[4 * i] += v.x, acc[4 * i + 1] += v.y, acc[4 * i + 2] += v.z, acc[4 * i + 3] += v.w;
+    }
+  }
+  if (threadIdx.x == 0)
+    for (int64_t c = first; c < end; ++c) st_relaxed_gpu(p.stream_flags + uint64_t(c) * 8u, 0);
+}
+
+// The kernels' tile schedule: one (tile, split) per CTA, or (kStreamK, a JIT
+// constant so that the other plans' kernels carry none of it) the stream-K
+// walk. `run(mb, nb, chunk_begin, chunk_end, end)` computes one segment.
+template <int kGroupM, int kBM, int kNT, bool kStreamK, typename Run>
+LOWBIT_DEVICE void for_each_segment(const WqMatmulParams& p, Run&& run) {
+  const int64_t m_blocks = (p.m + kBM - 1) / kBM;
+  const int64_t n_blocks = (p.n_tiles + kNT - 1) / kNT;
+  int64_t mb, nb;
+  TileEnd end;
+  if constexpr (kStreamK) {
+    const int64_t chunks = p.k_steps;
+    const StreamK sk(m_blocks * n_blocks * chunks, p.stream_ctas);
+    const int64_t cta = blockIdx.x, b = sk.begin(cta);
+    for (int64_t pos = sk.begin(cta + 1); pos > b;) {
+      const int64_t tile = (pos - 1) / chunks, ts = tile * chunks, sb = b > ts ? b : ts;
+      cta_tile<kGroupM>(tile, m_blocks, n_blocks, mb, nb);
+      end.kind = pos < ts + chunks ? TileEnd::kPublish : TileEnd::kStore;
+      end.slot = cta;
+      end.absorb_first = sk.owner(ts);
+      end.absorb_end = sb > ts ? cta : end.absorb_first;
+      run(mb, nb, sb - ts, pos - ts, end);
+      pos = sb;
+    }
+    return;
+  }
+  if (!cta_tile<kGroupM>(blockIdx.x, m_blocks, n_blocks, mb, nb)) return;
+  const int64_t chunk_begin = int64_t(blockIdx.y) * p.steps_per_split;
+  end.kind = p.cluster_splits > 1 ? TileEnd::kCluster : p.partial != 0 ? TileEnd::kSplitPartial : TileEnd::kStore;
+  end.slot = blockIdx.y;
+  run(mb, nb, chunk_begin, min64(p.k_steps, chunk_begin + p.steps_per_split), end);
+}
+
 template <typename Cfg>
 struct Gemm {
   using AT = typename Cfg::AT;
@@ -300,32 +439,27 @@ struct Gemm {
 
 }  // namespace wq
 
-// The kernel entry; dynamic shared memory of Gemm<Cfg>::kSmemBytes.
+namespace wq {
+
+// One tile segment: chunks [chunk_begin, chunk_end) of tile (mb, nb), then
+// what `end` says.
 template <typename Cfg>
-LOWBIT_DEVICE void wq_gemm_kernel(const WqMatmulParams& p) {
-  using namespace wq;
+LOWBIT_DEVICE void gemm_segment(const WqMatmulParams& p, uint8_t* smem, int64_t mb, int64_t nb, int64_t chunk_begin,
+                                int64_t chunk_end, const TileEnd& end) {
   using G = Gemm<Cfg>;
   using AT = typename Cfg::AT;
   using ST = typename Cfg::ST;
   constexpr int kTN = G::kTN, kTM = G::kTM, kNT = G::kNT, kBM = G::kBM, kH = G::kH, kGPC = G::kGPC;
   constexpr int kStages = G::kStages, kThreads = G::kThreads, kBits = G::kBits;
-  extern __shared__ __align__(16) uint8_t smem[];
   const uint32_t sbase = smem_u32(smem);
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int r = lane >> 2, t = lane & 3;
   const int warp_n = warp % G::kWN, warp_m = warp / G::kWN;
 
-  // Tile of this CTA: grouped raster over (m-blocks, n-blocks).
-  const int64_t m_blocks = (p.m + kBM - 1) / kBM;
-  const int64_t n_blocks = (p.n_tiles + kNT - 1) / kNT;
-  int64_t mb, nb;
-  if (!cta_tile<Cfg::kGroupM>(m_blocks, n_blocks, mb, nb)) return;
   const int64_t m0 = mb * kBM, nt0 = nb * kNT;
-
-  const int64_t chunk_begin = int64_t(blockIdx.y) * p.steps_per_split;
-  const int64_t chunk_end = min64(p.k_steps, chunk_begin + p.steps_per_split);
   const int chunks = int(chunk_end - chunk_begin);
+  if constexpr (Cfg::kStreamK) __syncthreads();  // the previous segment's epilogue is done with shared memory
 
   // ---- Loads of one stage (all threads), addresses computed once ----
   // X: thread tid copies piece tid % 8 of rows tid / 8 + j kThreads / 8 (the
@@ -491,7 +625,13 @@ LOWBIT_DEVICE void wq_gemm_kernel(const WqMatmulParams& p) {
   const int64_t n_cta = nt0 * 16;
   const int nl0 = ntw * 16 + r;      // CTA-local n of acc[j][i][0]
   const int ml0 = warp_m * kTM * 8 + 2 * t;  // CTA-local m of acc[j][i][0]
-  if (p.cluster_splits > 1) {
+  constexpr int kRegs = kTN * kTM * 4;
+  float(&flat)[kRegs] = reinterpret_cast<float(&)[kRegs]>(acc);
+  if (Cfg::kStreamK && end.kind == TileEnd::kPublish) {
+    streamk_publish<kRegs, kThreads>(p, flat, end.slot);
+    return;
+  }
+  if (end.kind == TileEnd::kCluster) {
     __syncthreads();  // every warp is done with the stages: the f32 tile reuses them
     float* f = reinterpret_cast<float*>(smem);
     constexpr int kRow = ClusterTile<G::kBN>::kRowFloats;
@@ -505,8 +645,8 @@ LOWBIT_DEVICE void wq_gemm_kernel(const WqMatmulParams& p) {
     cluster_reduce_store<AT, kBM, G::kBN, kThreads>(p, smem, m0, n_cta);
     return;
   }
-  if (p.partial != 0) {
-    float* part = mut_ptr<float>(p.partial) + int64_t(blockIdx.y) * p.m_plan * p.n;
+  if (end.kind == TileEnd::kSplitPartial) {
+    float* part = mut_ptr<float>(p.partial) + end.slot * p.m_plan * p.n;
 #pragma unroll
     for (int j = 0; j < kTN; ++j)
 #pragma unroll
@@ -518,6 +658,7 @@ LOWBIT_DEVICE void wq_gemm_kernel(const WqMatmulParams& p) {
         }
     return;
   }
+  if constexpr (Cfg::kStreamK) streamk_absorb<kRegs, kThreads>(p, flat, end.absorb_first, end.absorb_end);
   __syncthreads();  // every warp is done with the stages: reuse them for the Y tile
 #pragma unroll
   for (int j = 0; j < kTN; ++j) {
@@ -537,6 +678,19 @@ LOWBIT_DEVICE void wq_gemm_kernel(const WqMatmulParams& p) {
   }
   __syncthreads();
   store_y_tile<AT, kBM, G::kBN, G::kYRow, kThreads>(p, smem, m0, n_cta);
+}
+
+}  // namespace wq
+
+// The kernel entry; dynamic shared memory of Gemm<Cfg>::kSmemBytes.
+template <typename Cfg>
+LOWBIT_DEVICE void wq_gemm_kernel(const WqMatmulParams& p) {
+  using G = wq::Gemm<Cfg>;
+  extern __shared__ __align__(16) uint8_t smem[];
+  wq::for_each_segment<Cfg::kGroupM, G::kBM, G::kNT, Cfg::kStreamK>(
+      p, [&](int64_t mb, int64_t nb, int64_t chunk_begin, int64_t chunk_end, const wq::TileEnd& end) {
+        wq::gemm_segment<Cfg>(p, smem, mb, nb, chunk_begin, chunk_end, end);
+      });
 }
 
 }  // namespace lowbit

@@ -25,6 +25,12 @@ struct WqMatmulParams {
   int64_t steps_per_split;  // k-steps per blockIdx.y
   int64_t cluster_splits;   // prefill, sm_90: the splits of a tile form one thread block cluster and add
                             // their partials through distributed shared memory (partial = 0); else 0
+  // Prefill stream-K (wq_gemm.cuh): stream_ctas = the grid's CTAs, each taking an equal share of every
+  // tile's k-chunks laid end to end; partial = one f32 tile per CTA, stream_flags = one uint64 per CTA
+  // (set to stream_nonce when its tile is written, cleared when consumed). 0 = tiles x splits grid.
+  int64_t stream_ctas;
+  uint64_t stream_flags;
+  uint64_t stream_nonce;
 };
 
 // Sums the split-K partials in a fixed order, adds the bias, rounds to the

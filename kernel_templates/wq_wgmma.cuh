@@ -122,33 +122,25 @@ struct Wgmma {
 // Slot of lane L's vector in the shared copy of a chunk (see above).
 LOWBIT_DEVICE uint32_t vec_slot(uint32_t lane) { return lane ^ ((lane >> 3) & 3u); }
 
-}  // namespace wq
 
+// One tile segment (see wq_gemm.cuh's for_each_segment); `smem` 1024-aligned.
 template <typename Cfg>
-LOWBIT_DEVICE void wq_wgmma_kernel(const WqMatmulParams& p) {
-  using namespace wq;
+LOWBIT_DEVICE void wgmma_segment(const WqMatmulParams& p, uint8_t* smem, int64_t mb, int64_t nb, int64_t chunk_begin,
+                                 int64_t chunk_end, const TileEnd& end) {
   using G = Wgmma<Cfg>;
   using AT = typename Cfg::AT;
   using ST = typename Cfg::ST;
   constexpr int kNT = G::kNT, kBM = G::kBM, kH = G::kH, kBits = G::kBits;
   constexpr int kStages = G::kStages, kThreads = G::kThreads;
   constexpr int kAcc = kBM / 2;
-  extern __shared__ __align__(1024) uint8_t smem_raw[];
-  const uint32_t raw = smem_u32(smem_raw);
-  const uint32_t sbase = (raw + 1023u) & ~1023u;
-  uint8_t* const smem = smem_raw + (sbase - raw);
+  const uint32_t sbase = smem_u32(smem);
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int r = lane >> 2, t = lane & 3;
 
-  const int64_t m_blocks = (p.m + kBM - 1) / kBM;
-  const int64_t n_blocks = (p.n_tiles + kNT - 1) / kNT;
-  int64_t mb, nb;
-  if (!cta_tile<Cfg::kGroupM>(m_blocks, n_blocks, mb, nb)) return;
   const int64_t m0 = mb * kBM, nt0 = nb * kNT;
-  const int64_t chunk_begin = int64_t(blockIdx.y) * p.steps_per_split;
-  const int64_t chunk_end = min64(p.k_steps, chunk_begin + p.steps_per_split);
   const int chunks = int(chunk_end - chunk_begin);
+  if constexpr (Cfg::kStreamK) __syncthreads();  // the previous segment's epilogue is done with shared memory
 
   // Loads of one stage, with every per-thread address computed once here:
   // the ring is refilled every chunk, so its issue cost is on the critical
@@ -303,7 +295,11 @@ LOWBIT_DEVICE void wq_wgmma_kernel(const WqMatmulParams& p) {
   // ---- Epilogue: acc[4 j + e] is Y[m = 8 j + 2 t + (e & 1)][n = 16 warp + r + 8 (e >> 1)] ----
   const int64_t n_cta = nt0 * 16;
   const int nl0 = warp * 16 + r;
-  if (p.cluster_splits > 1) {
+  if (Cfg::kStreamK && end.kind == TileEnd::kPublish) {
+    streamk_publish<kAcc, kThreads>(p, acc, end.slot);
+    return;
+  }
+  if (end.kind == TileEnd::kCluster) {
     __syncthreads();  // both warpgroups are done with the stages: the f32 tile reuses them
     float* f = reinterpret_cast<float*>(smem);
     constexpr int kRow = ClusterTile<G::kBN>::kRowFloats;
@@ -314,8 +310,8 @@ LOWBIT_DEVICE void wq_wgmma_kernel(const WqMatmulParams& p) {
     cluster_reduce_store<AT, kBM, G::kBN, kThreads>(p, smem, m0, n_cta);
     return;
   }
-  if (p.partial != 0) {
-    float* part = mut_ptr<float>(p.partial) + int64_t(blockIdx.y) * p.m_plan * p.n;
+  if (end.kind == TileEnd::kSplitPartial) {
+    float* part = mut_ptr<float>(p.partial) + end.slot * p.m_plan * p.n;
 #pragma unroll
     for (int j = 0; j < kBM / 8; ++j)
 #pragma unroll
@@ -325,6 +321,7 @@ LOWBIT_DEVICE void wq_wgmma_kernel(const WqMatmulParams& p) {
       }
     return;
   }
+  if constexpr (Cfg::kStreamK) streamk_absorb<kAcc, kThreads>(p, acc, end.absorb_first, end.absorb_end);
   __syncthreads();
   float b0 = 0.f, b1 = 0.f;
   if (p.bias != 0) {
@@ -341,6 +338,20 @@ LOWBIT_DEVICE void wq_wgmma_kernel(const WqMatmulParams& p) {
     }
   __syncthreads();
   store_y_tile<AT, kBM, G::kBN, G::kYRow, kThreads>(p, smem, m0, n_cta);
+}
+
+}  // namespace wq
+
+template <typename Cfg>
+LOWBIT_DEVICE void wq_wgmma_kernel(const WqMatmulParams& p) {
+  using G = wq::Wgmma<Cfg>;
+  extern __shared__ __align__(1024) uint8_t smem_raw[];
+  const uint32_t raw = wq::smem_u32(smem_raw);
+  uint8_t* const smem = smem_raw + (((raw + 1023u) & ~1023u) - raw);
+  wq::for_each_segment<Cfg::kGroupM, G::kBM, G::kNT, Cfg::kStreamK>(
+      p, [&](int64_t mb, int64_t nb, int64_t chunk_begin, int64_t chunk_end, const wq::TileEnd& end) {
+        wq::wgmma_segment<Cfg>(p, smem, mb, nb, chunk_begin, chunk_end, end);
+      });
 }
 
 }  // namespace lowbit
