@@ -2,6 +2,7 @@
 // (kernel_templates/wq_gemm.cuh), its heuristics table, and the one-time
 // repack that lets AWQ and GPTQ checkpoints use it.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -58,6 +59,12 @@ constexpr double kBytesPerUs = 3.0e6;
 constexpr double kLaunchUs = 2.0;
 constexpr double kClusterBytesPerUs = 5.0e4;
 constexpr int kStreamBytes = 32 * 1024;
+// Stream-K: an SM writes or reads its f32 tile through L2 at about 64 bytes
+// a clock; each tile segment a CTA walks refills its ring (about one DRAM
+// latency and a chunk); a CTA's share is at least kMinStreamChunks chunks.
+constexpr double kStreamTileBytesPerUs = 1.0e5;
+constexpr double kSegmentUs = 0.8;
+constexpr int64_t kMinStreamChunks = 8;
 
 // Shared memory a block may opt into, by architecture (the driver reports
 // the same numbers; a table keeps offline prewarm and online plans equal).
@@ -77,6 +84,7 @@ struct GemmConfig {
   int64_t chunks = 0;        // 64-wide k-chunks
   int64_t splits = 1, chunks_per_split = 0;
   bool cluster = false;      // split-K reduced inside a thread block cluster (sm_90), not by a second kernel
+  int64_t stream_ctas = 0;   // stream-K: a grid of this many CTAs sharing every tile's chunks (splits = 1); else 0
   int smem = 0;              // dynamic shared bytes
   double est_us = 0;         // the model's estimate
   bool tuned = false;        // LOWBIT_WQ_CONFIG applied
@@ -111,7 +119,8 @@ struct Knobs {
   int kernel = 0;  // 1 mma.sync, 2 wgmma
   int bm = 0, bn = 0, splits = 0, stages = 0, occ = 0;
   int nocluster = 0;  // 1: split-K through the workspace and the reduce kernel, also on sm_90
-  bool any() const { return kernel || bm || bn || splits || stages || occ || nocluster; }
+  int streamk = 0;    // 1: stream-K grid for the chosen tile; 2: never stream-K
+  bool any() const { return kernel || bm || bn || splits || stages || occ || nocluster || streamk; }
 };
 Knobs read_knobs() {
   Knobs k;
@@ -122,6 +131,7 @@ Knobs read_knobs() {
   k.stages = config_knob("stages");
   k.occ = config_knob("occ");
   k.nocluster = config_knob("nocluster");
+  k.streamk = config_knob("streamk");
   return k;
 }
 
@@ -137,7 +147,7 @@ int config_smem(const GemmConfig& c, int stage_bytes) {
 }
 
 GemmConfig evaluate(const Problem& p, const TileShape& tile, int64_t splits, const DeviceTraits& device, int occ,
-                    bool cluster, bool wgmma = false) {
+                    bool cluster, bool wgmma = false, bool stream = false) {
   const lowbit_wq_matmul_desc& d = p.d;
   const int sms = std::max(device.sm_count, 1);
   GemmConfig c;
@@ -149,6 +159,11 @@ GemmConfig evaluate(const Problem& p, const TileShape& tile, int64_t splits, con
   c.chunks_per_split = ceil_div(c.chunks, splits);
   c.splits = ceil_div(c.chunks, c.chunks_per_split);
   c.cluster = cluster && c.splits > 1 && c.splits <= kMaxClusterSplits;
+  if (stream) {
+    c.splits = 1;
+    c.chunks_per_split = c.chunks;
+    c.cluster = false;
+  }
   // Stages: as many as the CTA's share of the SM's shared memory holds
   // (mma.sync 3..8, wgmma 4..6): deep rings keep the weight stream busy at
   // small M. `occ` (the knob) overrides the CTAs an SM is sized for.
@@ -177,6 +192,20 @@ GemmConfig evaluate(const Problem& p, const TileShape& tile, int64_t splits, con
   // the full DRAM bandwidth as it is (H100, 8B gate_up at M = 16: 224 CTAs
   // of 16 x 128 30.8 us, 448 of 16 x 64 34.5 us).
   const int64_t ctas = c.m_blocks * c.n_blocks * c.splits;
+  if (stream) {
+    // Stream-K: as many CTAs as the SMs hold at once (fewer if a share would
+    // drop under kMinStreamChunks), every one with the same number of chunks;
+    // it pays the segments it walks (about chunks per share / chunks per tile
+    // + 1) and one f32 tile written and one read per split tile.
+    const int64_t total = c.m_blocks * c.n_blocks * c.chunks;
+    c.stream_ctas = std::max<int64_t>(1, std::min<int64_t>(int64_t(c.slots) * sms, total / kMinStreamChunks));
+    const double share = double(total) / double(c.stream_ctas);
+    const double segments = share / double(c.chunks) + 1.0;
+    const double fill = double(c.stream_ctas) / (double(c.slots) * sms);
+    c.est_us = kLaunchUs + main_us / std::max(fill, 1e-3) + segments * kSegmentUs +
+               2.0 * double(tile.bm) * double(tile.bn()) * 4.0 / kStreamTileBytesPerUs;
+    return c;
+  }
   const bool streams_alone =
       !wgmma && tile.bm <= 32 && c.splits == 1 && 2 * ctas >= 3 * int64_t(sms) && (c.stages - 1) * sb >= kStreamBytes;
   const double score = streams_alone ? 1.0 : grid_score(ctas, c.cluster ? 1 : c.slots, sms);
@@ -191,6 +220,14 @@ GemmConfig evaluate(const Problem& p, const TileShape& tile, int64_t splits, con
   return c;
 }
 
+// How full the last round of a (non-stream-K) grid is: CTAs against the
+// slots of the rounds it needs.
+double fill(const GemmConfig& c, int sms) {
+  const int64_t ctas = c.m_blocks * c.n_blocks * c.splits;
+  const int slots = c.cluster ? 1 : c.slots;
+  return grid_score(ctas, slots, std::max(sms, 1));
+}
+
 GemmConfig choose_gemm(const Problem& p, const DeviceTraits& device) {
   const lowbit_wq_matmul_desc& d = p.d;
   int row = 0;
@@ -200,6 +237,7 @@ GemmConfig choose_gemm(const Problem& p, const DeviceTraits& device) {
   const bool cluster_ok = device.target.sm >= 90 && knobs.nocluster == 0;
   GemmConfig best;
   best.est_us = -1;
+  const bool stream_ok = knobs.streamk != 2;
   for (const TileShape* table : {kWide, kNarrow}) {
     for (int64_t splits : {1, 2, 3, 4, 6, 8}) {
       if (splits > 1 && (chunks / splits < 8 || d.m > 256)) break;  // keep >= 512 of K per split; no split at large M
@@ -232,6 +270,21 @@ GemmConfig choose_gemm(const Problem& p, const DeviceTraits& device) {
       }
     }
   }
+  // Stream-K for the 64- and 128-row tiles when the chosen grid leaves more
+  // than a fifth of its last round's CTA slots idle, and each CTA's share
+  // is at least kMinStreamChunks chunks. Measured (H100, f16, 8B, us, the
+  // split-K plan / stream-K on the wide tile): qkv M = 64 25.7 / 21.6 (192
+  // CTAs of 264 slots), qkv M = 128 26.4 / 24.5 (96 of 132); where the grid
+  // was full it lost (o M = 64 15.7 / 18.3, o M = 128 16.9 / 20.4, down
+  // M = 128 39.8 / 44.4: shares of 8-20 chunks, many writers a tile), at
+  // M = 16 it lost everywhere (weight streaming: 11.1 / 15.8 on qkv), and on
+  // the 256-row tiles it was even (qkv M = 512 57.9 / 58.1).
+  if (stream_ok && best.tile.bm >= 64 && best.tile.bm <= 128 && !best.cluster &&
+      fill(best, device.sm_count) <= 0.8) {
+    const TileShape& t = best.wgmma ? kWgmmaTiles[0] : kWide[row];
+    const GemmConfig c = evaluate(p, t, 1, device, knobs.occ, false, best.wgmma, true);
+    if (c.stream_ctas >= int64_t(c.slots) * device.sm_count) best = c;  // a full grid of long enough shares
+  }
   // LOWBIT_WQ_CONFIG: bm (16..256), bn (wide 1 / narrow 2), splits, stages;
   // with kernel=2: bm 128/256 and bn 1 (two warpgroups) / 2 (one).
   const int bm = knobs.bm, bn = knobs.bn, splits = knobs.splits, stages = knobs.stages;
@@ -248,7 +301,8 @@ GemmConfig choose_gemm(const Problem& p, const DeviceTraits& device) {
       }
       t = (bn == 2 || (bn == 0 && best.tile.bn() != kWide[row].bn())) ? kNarrow[r] : kWide[r];
     }
-    best = evaluate(p, t, splits > 0 ? std::min(splits, 16) : best.splits, device, knobs.occ, cluster_ok, wg);
+    const bool stream = knobs.streamk == 1 || (knobs.streamk == 0 && splits == 0 && best.stream_ctas > 0);
+    best = evaluate(p, t, splits > 0 ? std::min(splits, 16) : best.splits, device, knobs.occ, cluster_ok, wg, stream);
     if (stages > 0) {
       best.stages = std::clamp(stages, wg ? 3 : 2, 8);
       best.smem = config_smem(best, wg ? wgmma_stage_bytes(t, d) : stage_bytes(t, d));
@@ -294,13 +348,15 @@ class GemmPlan final : public OpPlan {
       s.constants = {{"kBits", std::to_string(d.weight_bits)},     {"kGroup", std::to_string(d.group_size)},
                      {"kSym", d.symmetric ? "true" : "false"},      {"kWarpgroups", std::to_string(t.warps_n / 4)},
                      {"kTileM", std::to_string(t.bm)},              {"kStages", std::to_string(c_.stages)},
-                     {"kGroupM", std::to_string(c_.group_m)}};
+                     {"kGroupM", std::to_string(c_.group_m)},
+                     {"kStreamK", c_.stream_ctas > 0 ? "true" : "false"}};
     } else {
       s.constants = {{"kBits", std::to_string(d.weight_bits)},   {"kGroup", std::to_string(d.group_size)},
                      {"kSym", d.symmetric ? "true" : "false"},    {"kWarpsN", std::to_string(t.warps_n)},
                      {"kWarpsM", std::to_string(t.warps_m)},      {"kTileN", std::to_string(t.tile_n)},
                      {"kTileM", std::to_string(t.tile_m)},        {"kStages", std::to_string(c_.stages)},
-                     {"kGroupM", std::to_string(c_.group_m)}};
+                     {"kGroupM", std::to_string(c_.group_m)},
+                     {"kStreamK", c_.stream_ctas > 0 ? "true" : "false"}};
     }
     // Up to 16 warps an SM (<= 128 registers a thread), except for warp
     // tiles with 64 accumulators a thread (the 128-row tiles): one CTA of 8
@@ -309,6 +365,12 @@ class GemmPlan final : public OpPlan {
     s.dynamic_shared_bytes = c_.smem;
     gemm_index_ = specs_.size();
     specs_.push_back(std::move(s));
+    if (c_.stream_ctas > 0) {
+      flags_offset_ = offset;
+      offset += align256(uint64_t(c_.stream_ctas) * 8);
+      partial_offset_ = offset;
+      offset += align256(uint64_t(c_.stream_ctas) * uint64_t(t.bm) * uint64_t(t.bn()) * 4);
+    }
     if (c_.splits > 1 && !c_.cluster) {
       KernelSpec r = base_spec("wq_matmul.cuh", "lowbit::wq_reduce_kernel", "lowbit::WqReduceParams", 256);
       r.types = {{"AT", device_type(d.act_dtype)}};
@@ -366,12 +428,19 @@ class GemmPlan final : public OpPlan {
     }
     if (c_.cluster)
       k.cluster_splits = c_.splits;
-    else if (c_.splits > 1)
+    else if (c_.splits > 1 || c_.stream_ctas > 0)
       k.partial = workspace + partial_offset_;
     const int64_t m_blocks = ceil_div(rows, c_.tile.bm);
-    launch_kernel(functions[gemm_index_], unsigned(m_blocks * c_.n_blocks), unsigned(c_.splits), 1,
-                  unsigned(32 * c_.tile.warps()), size_t(c_.smem), stream, &k, false,
-                  c_.cluster ? unsigned(c_.splits) : 1u);
+    unsigned grid = unsigned(m_blocks * c_.n_blocks);
+    if (c_.stream_ctas > 0) {
+      // Fewer rows than the plan's m: fewer tiles, at most one CTA a chunk.
+      k.stream_ctas = std::min(c_.stream_ctas, m_blocks * c_.n_blocks * c_.chunks);
+      k.stream_flags = workspace + flags_offset_;
+      k.stream_nonce = next_nonce();
+      grid = unsigned(k.stream_ctas);
+    }
+    launch_kernel(functions[gemm_index_], grid, unsigned(c_.splits), 1, unsigned(32 * c_.tile.warps()),
+                  size_t(c_.smem), stream, &k, false, c_.cluster ? unsigned(c_.splits) : 1u);
     if (c_.splits > 1 && !c_.cluster)
       launch_reduce(p_, k.partial, k.y, k.bias, rows, c_.splits, functions[gemm_index_ + 1], sm_count_, stream);
   }
@@ -393,10 +462,13 @@ class GemmPlan final : public OpPlan {
                              .add("ctas_per_sm", int64_t(c_.slots))
                              .add("split_k", c_.splits)
                              .add("chunks_per_split", c_.chunks_per_split)
-                             .add("split_k_reduce", c_.splits == 1 ? "none"
-                                                    : c_.cluster ? "cluster (distributed shared memory)"
-                                                                 : "workspace + reduce kernel")
-                             .add("grid", fmt::format("{}x{}", c_.m_blocks * c_.n_blocks, c_.splits))
+                             .add("split_k_reduce", c_.stream_ctas > 0 ? "stream-K (ordered fixup in the GEMM)"
+                                                    : c_.splits == 1   ? "none"
+                                                    : c_.cluster       ? "cluster (distributed shared memory)"
+                                                                       : "workspace + reduce kernel")
+                             .add("stream_ctas", c_.stream_ctas)
+                             .add("grid", c_.stream_ctas > 0 ? fmt::format("{}x1", c_.stream_ctas)
+                                                             : fmt::format("{}x{}", c_.m_blocks * c_.n_blocks, c_.splits))
                              .add("estimated_us", c_.est_us)
                              .add("from_env", c_.tuned)
                              .str();
@@ -415,7 +487,16 @@ class GemmPlan final : public OpPlan {
   WqNativeLayout layout_{};
   bool repack_ = false;
   size_t permute_index_ = 0, gemm_index_ = 0;
-  uint64_t native_offset_ = 0, xp_offset_ = 0, partial_offset_ = 0, workspace_ = 0;
+  uint64_t native_offset_ = 0, xp_offset_ = 0, partial_offset_ = 0, flags_offset_ = 0, workspace_ = 0;
+  // Stream-K flags hold a run's nonce: distinct per run (and per plan), never 0.
+  mutable std::atomic<uint64_t> runs_{0};
+  uint64_t next_nonce() const {
+    uint64_t z = runs_.fetch_add(1, std::memory_order_relaxed) + uint64_t(reinterpret_cast<uintptr_t>(this));
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;  // splitmix64's finalizer
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return z == 0 ? 1 : z;
+  }
   std::vector<KernelSpec> specs_;
   mutable std::mutex repack_mutex_;
   mutable bool repacked_ = false;

@@ -570,7 +570,9 @@ TEST_CASE("wq: prefill heuristic choices for a table of shapes are stable, and e
         got = std::string(wg ? "wgmma " : "mma ") + std::to_string(*json_get_int(js, "tile_m")) + "x" +
               std::to_string(*json_get_int(js, "tile_n")) + " st" + std::to_string(*json_get_int(js, "stages")) +
               " s" + std::to_string(*json_get_int(js, "split_k")) +
-              (js.find("\"split_k_reduce\":\"cluster") != std::string::npos ? "c" : "");
+              (js.find("\"split_k_reduce\":\"cluster") != std::string::npos  ? "c"
+               : js.find("\"split_k_reduce\":\"stream-K") != std::string::npos ? "k"
+                                                                                 : "");
       }
       INFO("M=" << r.m << " N=" << r.n << " K=" << r.k << (hopper ? " sm_90a" : " sm_80"));
       CHECK(got == std::string(hopper ? r.sm90 : r.sm80));
