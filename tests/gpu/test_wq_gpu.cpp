@@ -87,6 +87,10 @@ struct Case {
   lowbit_dtype at = LOWBIT_DTYPE_F16, st = LOWBIT_DTYPE_F16;
   int sym = 0, act = 0, bias = 0;
   int64_t xs = 0, ys = 0;
+  // Run twice on the same (first poisoned) workspace: the second run must
+  // give the same bits (stream-K leaves its flags cleared; no run depends on
+  // what the one before it left).
+  bool rerun = false;
 
   lowbit_wq_matmul_desc matmul() const {
     lowbit_wq_matmul_desc d;
@@ -261,6 +265,14 @@ void run_case(lowbit_context* ctx, const Case& c, Stats* stats) {
                   lowbit_last_error_message());
   lowbit::test::synchronize();
   std::vector<uint8_t> got_bytes = dy.to_host();
+  if (c.rerun) {
+    dy.fill(kPoison);
+    REQUIRE_MESSAGE(lowbit_plan_run(plan.plan, args.data(), args.size(), ws_bytes ? ws.ptr() : 0, ws_bytes, nullptr) ==
+                        LOWBIT_OK,
+                    lowbit_last_error_message());
+    lowbit::test::synchronize();
+    CHECK_MESSAGE(dy.to_host() == got_bytes, "a second run on the same workspace gave different bits");
+  }
 
   // The f64 oracle and the bound.
   const int p_bits = c.at == LOWBIT_DTYPE_BF16 ? 8 : 11;
@@ -615,12 +627,19 @@ TEST_CASE("gpu: wq prefill every GEMM tile the plan may choose (forced through L
                            // count); nocluster=1 keeps the workspace and reduce kernel there as on sm_80
                            "bm=16,bn=2,splits=8", "bm=32,bn=1,splits=5", "kernel=2,bm=256,splits=3",
                            "kernel=2,bm=128,bn=2,splits=4", "bm=64,bn=1,splits=2,nocluster=1",
-                           "kernel=2,splits=2,nocluster=1", "bm=16,bn=1,splits=12"};
+                           "kernel=2,splits=2,nocluster=1", "bm=16,bn=1,splits=12",
+                           // stream-K (any arch): one grid of equal chunk shares, partial tiles finished in
+                           // the GEMM; streamk=2 forbids it
+                           "bm=16,bn=1,streamk=1", "bm=32,bn=2,streamk=1", "bm=64,bn=1,streamk=1",
+                           "bm=128,bn=2,streamk=1", "bm=256,bn=1,streamk=1", "kernel=2,bm=128,streamk=1",
+                           "kernel=2,bm=256,streamk=1", "kernel=2,bn=2,streamk=1", "streamk=2"};
   std::vector<Case> cases;
   for (lowbit_dtype at : {LOWBIT_DTYPE_F16, LOWBIT_DTYPE_BF16})
     for (int64_t m : {40, 300}) {
       auto add = [&](lowbit_wq_format f, lowbit_wq_format src, int bits, int64_t g, int64_t n, int64_t k) {
-        add_case(cases, f, src, bits, g, n, k, m, at, at).bias = m == 40;
+        Case& c = add_case(cases, f, src, bits, g, n, k, m, at, at);
+        c.bias = m == 40;
+        c.rerun = true;
       };
       add(LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_WQ_FORMAT_AWQ, 4, 128, 4 * 16 * 3 + 8, 1536);
       add(LOWBIT_WQ_FORMAT_NATIVE, LOWBIT_WQ_FORMAT_GPTQ, 8, 64, 2 * 16 * 5, 1088);
@@ -634,9 +653,25 @@ TEST_CASE("gpu: wq prefill every GEMM tile the plan may choose (forced through L
   lowbit_device_info info{};
   info.struct_size = sizeof(info);
   REQUIRE(lowbit_context_get_info(info_ctx.ctx, &info) == LOWBIT_OK);
+  // LOWBIT_TEST_WQ_CONFIGS=text keeps the configurations containing it (a
+  // sanitizer run of a few; the skipped ones are reported).
+  const char* only = std::getenv("LOWBIT_TEST_WQ_CONFIGS");
   for (const char* cfg : configs) {
+    if (only != nullptr && std::strstr(cfg, only) == nullptr) {
+      MESSAGE("skipped (LOWBIT_TEST_WQ_CONFIGS=" << only << "): " << cfg);
+      continue;
+    }
     setenv("LOWBIT_WQ_CONFIG", cfg, 1);
-    if (std::strstr(cfg, "splits=") != nullptr) {
+    if (std::strstr(cfg, "streamk=") != nullptr) {
+      Plan plan(info_ctx.ctx, cases[0].matmul());
+      size_t length = 0;
+      REQUIRE(lowbit_plan_describe(plan.plan, nullptr, 0, &length) == LOWBIT_OK);
+      std::string text(length + 1, '\0');
+      REQUIRE(lowbit_plan_describe(plan.plan, text.data(), text.size(), nullptr) == LOWBIT_OK);
+      INFO(cfg << ": " << text);
+      const bool stream = std::strstr(cfg, "streamk=1") != nullptr;
+      CHECK((text.find("\"split_k_reduce\":\"stream-K") != std::string::npos) == stream);
+    } else if (std::strstr(cfg, "splits=") != nullptr) {
       Plan plan(info_ctx.ctx, cases[0].matmul());
       size_t length = 0;
       REQUIRE(lowbit_plan_describe(plan.plan, nullptr, 0, &length) == LOWBIT_OK);
