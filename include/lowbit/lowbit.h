@@ -447,6 +447,13 @@ LOWBIT_API lowbit_status lowbit_quantize_plan_create(lowbit_context* context,
  * second kernel or (prefill on sm_90, where describe says "cluster") inside
  * the GEMM: the splits of a tile run as one thread block cluster and add
  * their partials through distributed shared memory (the same bits).
+ * Prefill plans whose describe says "stream-K" run one grid of as many CTAs
+ * as the GPU holds, each taking an equal share of all tiles' k-chunks; the
+ * CTA holding a tile's last chunks adds the other shares (left in the
+ * workspace) in a fixed order, so a plan's results still do not vary from
+ * run to run (for a given row count). The workspace then also holds one
+ * flag per CTA, which every run leaves cleared: the workspace may be shared
+ * between plans run one after another, as for split-K.
  *
  * Storage formats (q, z, s as real checkpoints hold them). Shapes are in
  * elements, row-major; NG = K / group_size (1 for per-channel):
