@@ -662,30 +662,26 @@ TEST_CASE("gpu: wq prefill every GEMM tile the plan may choose (forced through L
       continue;
     }
     setenv("LOWBIT_WQ_CONFIG", cfg, 1);
-    if (std::strstr(cfg, "streamk=") != nullptr) {
+    if (std::strstr(cfg, "streamk=") != nullptr || std::strstr(cfg, "splits=") != nullptr) {
       Plan plan(info_ctx.ctx, cases[0].matmul());
       size_t length = 0;
       REQUIRE(lowbit_plan_describe(plan.plan, nullptr, 0, &length) == LOWBIT_OK);
       std::string text(length + 1, '\0');
       REQUIRE(lowbit_plan_describe(plan.plan, text.data(), text.size(), nullptr) == LOWBIT_OK);
       INFO(cfg << ": " << text);
-      const bool stream = std::strstr(cfg, "streamk=1") != nullptr;
-      CHECK((text.find("\"split_k_reduce\":\"stream-K") != std::string::npos) == stream);
-    } else if (std::strstr(cfg, "splits=") != nullptr) {
-      Plan plan(info_ctx.ctx, cases[0].matmul());
-      size_t length = 0;
-      REQUIRE(lowbit_plan_describe(plan.plan, nullptr, 0, &length) == LOWBIT_OK);
-      std::string text(length + 1, '\0');
-      REQUIRE(lowbit_plan_describe(plan.plan, text.data(), text.size(), nullptr) == LOWBIT_OK);
-      INFO(cfg << ": " << text);
-      const size_t at = text.find("\"split_k\":");
-      REQUIRE(at != std::string::npos);
-      const long long splits = std::atoll(text.c_str() + at + std::strlen("\"split_k\":"));
-      const bool cluster = info.compute_capability >= 90 && splits >= 2 && splits <= 8 &&
-                           std::strstr(cfg, "nocluster=1") == nullptr;
-      CHECK(text.find(splits == 1  ? "\"split_k_reduce\":\"none\""
-                      : cluster    ? "\"split_k_reduce\":\"cluster"
-                                   : "\"split_k_reduce\":\"workspace + reduce kernel\"") != std::string::npos);
+      if (std::strstr(cfg, "streamk=") != nullptr) {
+        const bool stream = std::strstr(cfg, "streamk=1") != nullptr;
+        CHECK((text.find("\"split_k_reduce\":\"stream-K") != std::string::npos) == stream);
+      } else {
+        const size_t at = text.find("\"split_k\":");
+        REQUIRE(at != std::string::npos);
+        const long long splits = std::atoll(text.c_str() + at + std::strlen("\"split_k\":"));
+        const bool cluster = info.compute_capability >= 90 && splits >= 2 && splits <= 8 &&
+                             std::strstr(cfg, "nocluster=1") == nullptr;
+        CHECK(text.find(splits == 1  ? "\"split_k_reduce\":\"none\""
+                        : cluster    ? "\"split_k_reduce\":\"cluster"
+                                     : "\"split_k_reduce\":\"workspace + reduce kernel\"") != std::string::npos);
+      }
     }
     run_all(cases, cfg);
   }
