@@ -536,6 +536,41 @@ TEST_CASE("wq: kernels compile for sm_90a and sm_80 without spills") {
   }
 }
 
+// The forced stream-K configurations of the GPU forced-tile case (on its
+// first shape, M = 40, N = 200, K = 1536) give more CTAs than tiles, so at
+// least one tile is split across CTAs and its partials are finished in the
+// GEMM: the GPU case exercises the publish / absorb path, not only whole
+// tiles. Offline plans for both targets (sm_80 falls back to mma.sync).
+TEST_CASE("wq: forced stream-K plans on the GPU test's shape split tiles across CTAs") {
+  const char* configs[] = {"bm=16,bn=1,streamk=1",  "bm=32,bn=2,streamk=1",      "bm=64,bn=1,streamk=1",
+                           "bm=128,bn=2,streamk=1", "bm=256,bn=1,streamk=1",     "kernel=2,bm=128,streamk=1",
+                           "kernel=2,bm=256,streamk=1", "kernel=2,bn=2,streamk=1"};
+  for (const bool hopper : {true, false}) {
+    lowbit::DeviceTraits dev;
+    lowbit::Target::parse(hopper ? "sm_90a" : "sm_80", &dev.target);
+    dev.sm_count = hopper ? 132 : 108;
+    dev.offline = true;
+    for (const char* cfg : configs) {
+      setenv("LOWBIT_WQ_CONFIG", cfg, 1);
+      auto d = make_desc(LOWBIT_WQ_FORMAT_NATIVE, 4, 128, 4 * 16 * 3 + 8, 1536);
+      d.m = 40;
+      const std::unique_ptr<lowbit::OpPlan> plan = lowbit::wq::create(&d, dev);
+      std::string js = plan->describe();
+      js = js.substr(js.find("\"config\":") + 9);
+      INFO(cfg << (hopper ? " sm_90a: " : " sm_80: ") << js);
+      CHECK(js.find("\"split_k_reduce\":\"stream-K") != std::string::npos);
+      const auto ctas = lowbit::json_get_int(js, "stream_ctas");
+      const auto tile_m = lowbit::json_get_int(js, "tile_m"), tile_n = lowbit::json_get_int(js, "tile_n");
+      REQUIRE(ctas);
+      REQUIRE(tile_m);
+      REQUIRE(tile_n);
+      const int64_t tiles = (d.m + *tile_m - 1) / *tile_m * ((d.n + *tile_n - 1) / *tile_n);
+      CHECK(*ctas > tiles);
+    }
+    unsetenv("LOWBIT_WQ_CONFIG");
+  }
+}
+
 // The prefill heuristics table, pinned: for each shape, the path, kernel,
 // tile, stages and split-K the plan chooses on an H100-sized sm_90a and an
 // A100-sized sm_80. A change to the heuristics shows up here as a diff to
