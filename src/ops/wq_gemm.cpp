@@ -59,9 +59,11 @@ constexpr double kBytesPerUs = 3.0e6;
 constexpr double kLaunchUs = 2.0;
 constexpr double kClusterBytesPerUs = 5.0e4;
 constexpr int kStreamBytes = 32 * 1024;
-// Stream-K: an SM writes or reads its f32 tile through L2 at about 64 bytes
-// a clock; each tile segment a CTA walks refills its ring (about one DRAM
-// latency and a chunk); a CTA's share is at least kMinStreamChunks chunks.
+// Stream-K: a CTA's share is at least kMinStreamChunks chunks. The other two
+// only feed a stream-K plan's estimated_us in describe (choose_gemm picks
+// stream-K by a measured rule, not by the estimate): an f32 tile written or
+// read through L2 at ~64 bytes a clock an SM, and a ring refill (about a
+// DRAM latency) per tile segment a CTA walks; both are assumptions.
 constexpr double kStreamTileBytesPerUs = 1.0e5;
 constexpr double kSegmentUs = 0.8;
 constexpr int64_t kMinStreamChunks = 8;
@@ -194,9 +196,9 @@ GemmConfig evaluate(const Problem& p, const TileShape& tile, int64_t splits, con
   const int64_t ctas = c.m_blocks * c.n_blocks * c.splits;
   if (stream) {
     // Stream-K: as many CTAs as the SMs hold at once (fewer if a share would
-    // drop under kMinStreamChunks), every one with the same number of chunks;
-    // it pays the segments it walks (about chunks per share / chunks per tile
-    // + 1) and one f32 tile written and one read per split tile.
+    // drop under kMinStreamChunks), every one with the same number of chunks.
+    // The estimate adds the segments a CTA walks (about chunks per share /
+    // chunks per tile + 1) and one f32 tile written and one read.
     const int64_t total = c.m_blocks * c.n_blocks * c.chunks;
     c.stream_ctas = std::max<int64_t>(1, std::min<int64_t>(int64_t(c.slots) * sms, total / kMinStreamChunks));
     const double share = double(total) / double(c.stream_ctas);
