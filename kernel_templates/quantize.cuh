@@ -33,7 +33,8 @@ using namespace qmath;
 //  XT, QT, ST; kOp, kScope, kVec, kUnroll, kQmin, kQmax, kBits, kSigned,
 //  kGroup, kScaleMode (0 row, 1 vector, 2 element, 3 step of kUnroll
 //  contiguous vectors), kRowThreads, kXAligned,
-//  kQAligned, kHints, kKernel (0 elementwise, 1 dynamic segments),
+//  kQAligned, kHints, kKernel (0 elementwise, 1 dynamic segments, 2 staged:
+//  quantize_staged.cuh, which also takes kStages),
 //  kDynPhase (0, 1 reduce, 2 quantize), kSymmetric, kSegThreads, kPer,
 //  kSinglePass.
 
@@ -512,12 +513,14 @@ LOWBIT_DEVICE void elementwise(const QuantizeParams& p) {
 }  // namespace lowbit
 
 #include "quantize_dynamic.cuh"
+#include "quantize_staged.cuh"
 
 namespace lowbit {
 
 template <typename Cfg>
 LOWBIT_DEVICE void quantize_kernel(const QuantizeParams& p) {
-  if constexpr (Cfg::kKernel == 1) qk::segments<Cfg>(p);
+  if constexpr (Cfg::kKernel == 2) qk::staged<Cfg>(p);
+  else if constexpr (Cfg::kKernel == 1) qk::segments<Cfg>(p);
   else qk::elementwise<Cfg>(p);
 }
 

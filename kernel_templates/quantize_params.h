@@ -30,6 +30,10 @@ struct QuantizeParams {
   int64_t seg_len;         // elements per segment (cols or G)
   int64_t seg_vectors;     // seg_len / kVec
   int64_t num_partials;    // dynamic per-tensor: partials written by the reduce kernel
+  // Staged kernel (quantize_staged.cuh): tiles of whole vectors of a row.
+  int64_t tile_vectors;    // vectors per tile (a row's last tile may be shorter)
+  int64_t tiles_per_row;
+  int64_t stage_bytes;     // shared memory per stage (a multiple of 128)
 };
 
 }  // namespace lowbit

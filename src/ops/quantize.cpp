@@ -34,40 +34,56 @@ struct Tune {
   int hints = 0;          // streaming cache hints on loads / stores (ld.nc L1::no_allocate, st.cs)
   int dq_hints = 1;       // dequantize: the same (H100: +2-3 points of copy, notes/quantize-perf.md v4)
   int per = 0;            // dynamic segments: target vectors per thread (0: 64 bytes of X)
+  // sm_90+: the input stream staged in shared memory by bulk copies
+  // (quantize_staged.cuh; 0 keeps the register-staged kernels everywhere).
+  int staged = 1;
+  int staged_tile_bytes = 16384;  // elementwise / per-group tiles: bytes of the input stream
+  int staged_stages = 4;          // tiles in flight per block (per-token: fewer when rows are long)
+  int staged_blocks_per_sm = 4;   // at most; fewer where shared memory runs out
+  int staged_grid = 0;            // tests: at most this many blocks (many tiles per block); 0 = no cap
+  int staged_per_vector = 0;      // dequantize with a scale per vector (per-group) staged too
+  int staged_dynamic_row_bytes = -1;  // dynamic per-token: staged when a row has more bytes of X (-1: never)
+  int staged_all = 0;             // tests: every eligible quantize / dequantize / dynamic plan staged
 };
 
-const Tune& tune() {
-  static const Tune t = [] {
-    Tune r;
-    const char* env = std::getenv("LOWBIT_DEV_QUANTIZE_TUNE");
-    if (env == nullptr) return r;
-    std::string s = env;
-    size_t pos = 0;
-    while (pos < s.size()) {
-      size_t end = s.find(',', pos);
-      if (end == std::string::npos) end = s.size();
-      const std::string item = s.substr(pos, end - pos);
-      const size_t eq = item.find('=');
-      if (eq != std::string::npos) {
-        const std::string k = item.substr(0, eq);
-        const int v = std::atoi(item.c_str() + eq + 1);
-        if (k == "vec" && v >= 1 && v <= 64 && (v & (v - 1)) == 0) r.vec_bytes = v;
-        else if (k == "dqvec" && v >= 1 && v <= 64 && (v & (v - 1)) == 0) r.dq_vec_bytes = v;
-        else if (k == "dqunroll" && v >= 1 && v <= 16) r.dq_unroll = v;
-        else if (k == "q4vec" && v >= 1 && v <= 64 && (v & (v - 1)) == 0) r.q4_vec_bytes = v;
-        else if (k == "q4bpsm" && v >= 1 && v <= 64) r.q4_blocks_per_sm = v;
-        else if (k == "dqbpsm" && v >= 1 && v <= 64) r.dq_blocks_per_sm = v;
-        else if (k == "unroll" && v >= 1 && v <= 16) r.unroll = v;
-        else if (k == "bpsm" && v >= 1 && v <= 64) r.blocks_per_sm = v;
-        else if (k == "hints") r.hints = v != 0;
-        else if (k == "dqhints") r.dq_hints = v != 0;
-        else if (k == "per" && v >= 1 && v <= 8) r.per = v;
-      }
-      pos = end + 1;
+// Read at every plan creation (a developer knob; tests switch it between plans).
+Tune tune() {
+  Tune r;
+  const char* env = std::getenv("LOWBIT_DEV_QUANTIZE_TUNE");
+  if (env == nullptr) return r;
+  std::string s = env;
+  size_t pos = 0;
+  while (pos < s.size()) {
+    size_t end = s.find(',', pos);
+    if (end == std::string::npos) end = s.size();
+    const std::string item = s.substr(pos, end - pos);
+    const size_t eq = item.find('=');
+    if (eq != std::string::npos) {
+      const std::string k = item.substr(0, eq);
+      const int v = std::atoi(item.c_str() + eq + 1);
+      if (k == "vec" && v >= 1 && v <= 64 && (v & (v - 1)) == 0) r.vec_bytes = v;
+      else if (k == "dqvec" && v >= 1 && v <= 64 && (v & (v - 1)) == 0) r.dq_vec_bytes = v;
+      else if (k == "dqunroll" && v >= 1 && v <= 16) r.dq_unroll = v;
+      else if (k == "q4vec" && v >= 1 && v <= 64 && (v & (v - 1)) == 0) r.q4_vec_bytes = v;
+      else if (k == "q4bpsm" && v >= 1 && v <= 64) r.q4_blocks_per_sm = v;
+      else if (k == "dqbpsm" && v >= 1 && v <= 64) r.dq_blocks_per_sm = v;
+      else if (k == "unroll" && v >= 1 && v <= 16) r.unroll = v;
+      else if (k == "bpsm" && v >= 1 && v <= 64) r.blocks_per_sm = v;
+      else if (k == "hints") r.hints = v != 0;
+      else if (k == "dqhints") r.dq_hints = v != 0;
+      else if (k == "per" && v >= 1 && v <= 8) r.per = v;
+      else if (k == "staged") r.staged = v != 0;
+      else if (k == "stile" && v >= 1 && v <= 64) r.staged_tile_bytes = v * 1024;
+      else if (k == "sstages" && v >= 1 && v <= 8) r.staged_stages = v;
+      else if (k == "sbpsm" && v >= 1 && v <= 8) r.staged_blocks_per_sm = v;
+      else if (k == "sgrid" && v >= 1) r.staged_grid = v;
+      else if (k == "sgroup") r.staged_per_vector = v != 0;
+      else if (k == "sdyn" && v >= 0) r.staged_dynamic_row_bytes = v * 1024;
+      else if (k == "sall") r.staged_all = v != 0;
     }
-    return r;
-  }();
-  return t;
+    pos = end + 1;
+  }
+  return r;
 }
 
 constexpr int kThreads = 256;
@@ -252,7 +268,7 @@ class QuantizePlan final : public OpPlan {
  public:
   QuantizePlan(const Problem& p, const DeviceTraits& device) : p_(p) {
     const lowbit_quantize_desc& d = p.desc;
-    const Tune& t = tune();
+    const Tune t = tune();
     xb_ = dtype_bytes(d.x_dtype);
     bits_ = is_packed(d.q_dtype) ? 4 : 8;
     const bool uses_q = d.op == LOWBIT_QOP_QUANTIZE || d.op == LOWBIT_QOP_DEQUANTIZE || d.op == LOWBIT_QOP_DYNAMIC_QUANTIZE;
@@ -368,11 +384,15 @@ class QuantizePlan final : public OpPlan {
     };
 
     if (segmented_) {
-      // One segment (a row or a group) per kSegThreads threads, in registers.
       seg_len_ = seg_len;
       seg_per_row_ = seg_per_row;
       segments_ = p.rows * seg_per_row;
       seg_vectors_ = seg_len / vec_;
+    }
+    if (plan_staged(d, device, t, base, constants)) return;
+
+    if (segmented_) {
+      // One segment (a row or a group) per kSegThreads threads, in registers.
       // Packed output needs more registers for its nibble merges: half the data;
       // f32 / f64 (exact division inline) likewise.
       const int seg_bytes = bits_ == 4 || xb_ != 2 ? kMaxSegmentBytes / 2 : kMaxSegmentBytes;
@@ -440,6 +460,85 @@ class QuantizePlan final : public OpPlan {
     grid_[specs_.size() - 1][1] = unsigned(gy);
   }
 
+  // sm_90+: quantize, dequantize and dynamic per-token / per-group with the
+  // input stream (X, or Q for dequantize) staged by bulk copies
+  // (quantize_staged.cuh). Needs 16-byte aligned tiles: the promised
+  // alignment, the row pitch and a row's whole vectors all multiples of 16
+  // bytes. Returns false (the register-staged kernels run) otherwise.
+  template <typename Constants>
+  bool plan_staged(const lowbit_quantize_desc& d, const DeviceTraits& device, const Tune& t, const KernelSpec& base,
+                   const Constants& constants) {
+    const bool dq = d.op == LOWBIT_QOP_DEQUANTIZE;
+    const bool elementwise = (d.op == LOWBIT_QOP_QUANTIZE || dq) && scale_mode_ != 2;
+    if (t.staged == 0 || device.target.sm < 90 || xb_ == 8 || d.alignment < 16 || !x_aligned_ || !q_aligned_)
+      return false;
+    if (!elementwise && !segmented_) return false;
+    // Where it pays (H100, notes/quantize-perf.md v5): dequantize with a
+    // scale per row (s4 [8192, 8192] per-tensor 84 -> 87 %, [4096, 14336]
+    // 81 -> 86 % of copy). Quantize, per-group dequantize and dynamic
+    // per-token measured slower than the register kernels or within noise
+    // (dynamic s8 on 14336-wide rows 82 -> 77 %, s4 72 -> 74-76 %); the
+    // knobs keep them reachable for tuning and the tests.
+    const bool pays = dq ? (scale_mode_ == 0 || t.staged_per_vector != 0)
+                         : segmented_ && seg_per_row_ == 1 && t.staged_dynamic_row_bytes >= 0 &&
+                               seg_len_ * xb_ > t.staged_dynamic_row_bytes;
+    if (!pays && t.staged_all == 0) return false;
+    const int64_t in_vec = dq ? int64_t(vec_) * bits_ / 8 : int64_t(vec_) * xb_;
+    const int64_t in_pitch = dq ? view_q_row_bytes_ : view_stride_ * xb_;
+    const int64_t chunks = view_cols_ / vec_;
+    if (chunks == 0 || (chunks * in_vec) % 16 != 0 || (view_rows_ > 1 && in_pitch % 16 != 0)) return false;
+    constexpr int64_t kMaxStage = 48 * 1024;
+    int64_t tile_vectors = 0;
+    int stages = t.staged_stages, unroll = 1, seg_threads = 1;
+    if (elementwise) {
+      unroll = int(std::clamp<int64_t>(t.staged_tile_bytes / (int64_t(kThreads) * in_vec), 1, 16));
+      tile_vectors = int64_t(kThreads) * unroll;
+    } else {
+      const int64_t seg_bytes = seg_vectors_ * in_vec;
+      if (seg_bytes > kMaxStage || (seg_per_row_ > 1 && seg_vectors_ * vec_ != seg_len_)) return false;
+      if (seg_per_row_ == 1) {
+        // A row per tile; long rows keep fewer in flight (shared memory).
+        tile_vectors = seg_vectors_;
+        stages = int(std::clamp<int64_t>(2 * kMaxStage / std::max<int64_t>(seg_bytes, 1), 2, t.staged_stages));
+        seg_threads = kThreads;
+      } else {
+        const int64_t groups = std::clamp<int64_t>(t.staged_tile_bytes / seg_bytes, 1, seg_per_row_);
+        tile_vectors = groups * seg_vectors_;
+        seg_threads = int(std::min<int64_t>(32, next_pow2(seg_vectors_)));
+      }
+    }
+    tile_vectors = std::min(tile_vectors, std::max<int64_t>(chunks, 1));
+    stage_bytes_ = (tile_vectors * in_vec + 127) / 128 * 128;
+    tiles_per_row_ = ceil_div(chunks, tile_vectors);
+    tile_vectors_ = tile_vectors;
+    stages_ = stages;
+    const int64_t smem = int64_t(stages) * stage_bytes_ + 8 * stages;
+    const int64_t smem_per_sm = 220 * 1024;  // of 228 KB on sm_90, leaving the static reduction scratch room
+    bpsm_ = int(std::clamp<int64_t>(smem_per_sm / (smem + 1024), 1, t.staged_blocks_per_sm));
+    unroll_ = unroll;
+    if (scale_mode_ == 3) scale_mode_ = 1;  // one scale per vector (the step mapping is the register kernel's)
+    staged_ = true;
+    if (segmented_) {
+      seg_threads_ = seg_threads;
+      per_ = 1;
+    }
+    KernelSpec s = base;
+    s.threads = kThreads;
+    s.min_blocks_per_sm = bpsm_;
+    s.dynamic_shared_bytes = int(smem);
+    s.constants = constants(2, 0, 1, seg_threads, 1, true);
+    s.constants.emplace_back("kStages", std::to_string(stages));
+    specs_.push_back(std::move(s));
+    block_ = kThreads;
+    chunks_per_row_ = chunks;
+    const int64_t tiles = view_rows_ * tiles_per_row_;
+    int64_t max_blocks = int64_t(sm_count_) * bpsm_;
+    if (t.staged_grid > 0) max_blocks = std::min<int64_t>(max_blocks, t.staged_grid);
+    grid_[0][0] = unsigned(std::clamp<int64_t>(tiles, 1, max_blocks));
+    grid_[0][1] = 1;
+    return true;
+  }
+
   const char* family() const override { return "quantize"; }
   const std::vector<KernelSpec>& kernels() const override { return specs_; }
   size_t workspace_size() const override {
@@ -449,8 +548,10 @@ class QuantizePlan final : public OpPlan {
   void run(const RunArgs& args, uint64_t workspace, size_t, const CUfunction* functions, CUstream stream) const override {
     const lowbit_quantize_desc& d = p_.desc;
     if (p_.numel == 0) return;  // no-op: nothing is read or written, pointers may be NULL
-    const uint64_t xa = x_aligned_ ? std::min<uint64_t>(uint64_t(vec_) * xb_, 16) : uint64_t(xb_);
-    const uint64_t qa = q_aligned_ ? std::clamp<uint64_t>(uint64_t(vec_) * bits_ / 8, 1, 16) : 1;
+    uint64_t xa = x_aligned_ ? std::min<uint64_t>(uint64_t(vec_) * xb_, 16) : uint64_t(xb_);
+    if (staged_) xa = 16;  // bulk copies of X, or (dequantize) its 16-byte rows of vectors
+    uint64_t qa = q_aligned_ ? std::clamp<uint64_t>(uint64_t(vec_) * bits_ / 8, 1, 16) : 1;
+    if (staged_ && d.op == LOWBIT_QOP_DEQUANTIZE) qa = 16;  // bulk copies of Q: 16-byte aligned
     const uint64_t sa = uint64_t(dtype_bytes(d.scale_dtype));
     QuantizeParams k{};
     switch (d.op) {
@@ -507,8 +608,12 @@ class QuantizePlan final : public OpPlan {
     k.seg_vectors = seg_vectors_;
     k.num_partials = num_partials_;
     k.workspace = workspace;
+    k.tile_vectors = tile_vectors_;
+    k.tiles_per_row = tiles_per_row_;
+    k.stage_bytes = stage_bytes_;
     for (size_t i = 0; i < specs_.size(); ++i)
-      launch_kernel(functions[i], grid_[i][0], grid_[i][1], 1, unsigned(specs_[i].threads), 0, stream, &k);
+      launch_kernel(functions[i], grid_[i][0], grid_[i][1], 1, unsigned(specs_[i].threads),
+                    unsigned(specs_[i].dynamic_shared_bytes), stream, &k);
   }
 
   std::string describe() const override {
@@ -528,7 +633,10 @@ class QuantizePlan final : public OpPlan {
     if (d.scope == LOWBIT_SCOPE_PER_GROUP) o.add("group_size", p_.group);
     if (d.op == LOWBIT_QOP_DYNAMIC_QUANTIZE) o.add("symmetric", d.symmetric != 0);
     o.add("scales", p_.num_scales)
-        .add("kernel", segmented_ ? "dynamic_segments" : d.op == LOWBIT_QOP_DYNAMIC_QUANTIZE ? "reduce+elementwise" : "elementwise")
+        .add("kernel", staged_      ? (segmented_ ? "staged_segments" : "staged_elementwise")
+                       : segmented_ ? "dynamic_segments"
+                       : d.op == LOWBIT_QOP_DYNAMIC_QUANTIZE ? "reduce+elementwise"
+                                                             : "elementwise")
         .add("vector_elements", int64_t(vec_))
         .add("x_vector_bytes", int64_t(x_aligned_ ? vec_ * xb_ : xb_))
         .add("q_vector_bytes", int64_t(q_aligned_ ? std::max(1, vec_ * bits_ / 8) : 1))
@@ -540,6 +648,10 @@ class QuantizePlan final : public OpPlan {
         .add("fast_quotient", (d.x_dtype == LOWBIT_DTYPE_F16 || d.x_dtype == LOWBIT_DTYPE_BF16) && scale_mode_ != 2)
         .add("alignment", d.alignment)
         .add("unroll", int64_t(unroll_));
+    if (staged_) {
+      o.add("stages", int64_t(stages_)).add("tile_vectors", tile_vectors_).add("tile_bytes", stage_bytes_)
+          .add("tiles", view_rows_ * tiles_per_row_).add("shared_bytes", int64_t(specs_[0].dynamic_shared_bytes));
+    }
     if (segmented_) {
       o.add("segments", segments_).add("segment_length", seg_len_).add("segment_threads", int64_t(seg_threads_))
           .add("vectors_per_thread", int64_t(per_)).add("single_pass", single_pass_);
@@ -562,6 +674,9 @@ class QuantizePlan final : public OpPlan {
   int seg_threads_ = 1, per_ = 1;
   int64_t view_rows_ = 0, view_cols_ = 0, view_stride_ = 0, view_q_row_bytes_ = 0, chunks_per_row_ = 0;
   int64_t segments_ = 0, seg_per_row_ = 1, seg_len_ = 0, seg_vectors_ = 0, num_partials_ = 0;
+  bool staged_ = false;  // quantize_staged.cuh
+  int stages_ = 0;
+  int64_t stage_bytes_ = 0, tile_vectors_ = 0, tiles_per_row_ = 0;
   unsigned grid_[2][2] = {{1, 1}, {1, 1}};
 };
 
