@@ -8,6 +8,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -187,6 +188,34 @@ Host make_host(const lowbit_quantize_desc& d, const Geometry& g, bool zp_present
   return h;
 }
 
+// Plans that ran the bulk-copy staged kernel (quantize_staged.cuh), so a test
+// can check that it exercised it.
+int& staged_plans() {
+  static int n = 0;
+  return n;
+}
+bool plan_is_staged(lowbit_plan* plan) {
+  size_t len = 0;
+  lowbit_plan_describe(plan, nullptr, 0, &len);
+  std::string j(len + 1, '\0');
+  lowbit_plan_describe(plan, j.data(), j.size(), &len);
+  return j.find("\"kernel\":\"staged_") != std::string::npos;
+}
+
+// Sets LOWBIT_DEV_QUANTIZE_TUNE (read at plan creation) for one scope.
+struct TuneScope {
+  explicit TuneScope(const char* value) { setenv("LOWBIT_DEV_QUANTIZE_TUNE", value, 1); }
+  ~TuneScope() { unsetenv("LOWBIT_DEV_QUANTIZE_TUNE"); }
+};
+
+// The GPU's compute capability major (9 on Hopper).
+int sm_major() {
+  int major = 0;
+  lowbit::cu_check(lowbit::driver().DeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, 0),
+                   "cuDeviceGetAttribute");
+  return major;
+}
+
 // Runs `d` on the GPU and the CPU and compares every output byte (and the
 // guard bytes after each output) exactly.
 void check_against_reference(lowbit_context* ctx, const lowbit_quantize_desc& d, const std::string& label,
@@ -221,6 +250,7 @@ void check_against_reference(lowbit_context* ctx, const lowbit_quantize_desc& d,
   if (op == 5) args.push_back({LOWBIT_ARG_Y, 0, fout.ptr()});
 
   Plan plan(ctx, d);
+  staged_plans() += plan_is_staged(plan.plan) ? 1 : 0;
   size_t ws_bytes = 0;
   REQUIRE(lowbit_plan_workspace_size(plan.plan, &ws_bytes) == LOWBIT_OK);
   std::unique_ptr<DeviceBuffer> ws;
@@ -311,11 +341,10 @@ void prewarm(lowbit_context* ctx, const std::vector<Case>& cases) {
   CHECK_MESSAGE(s == LOWBIT_OK, std::string(lowbit_last_error_message()));
 }
 
-}  // namespace
-
-TEST_CASE("gpu: every op x scope x dtype x output type is bit-exact against the reference") {
-  LOWBIT_REQUIRE_GPU();
-  Context c;
+// Every op x scope x input dtype x output type x shape (ops: those `want`
+// accepts), each checked against the reference.
+template <typename Want>
+void every_op(lowbit_context* ctx, const Want& want) {
   struct Shape {
     int64_t rows, cols, stride, group;
   };
@@ -328,6 +357,7 @@ TEST_CASE("gpu: every op x scope x dtype x output type is bit-exact against the 
   for (int op = LOWBIT_QOP_QUANTIZE; op <= LOWBIT_QOP_DYNAMIC_QUANTIZE; ++op)
     for (int scope = LOWBIT_SCOPE_PER_TENSOR; scope <= LOWBIT_SCOPE_PER_GROUP; ++scope) {
       if (op == LOWBIT_QOP_DYNAMIC_QUANTIZE && scope == LOWBIT_SCOPE_PER_CHANNEL) continue;
+      if (!want(op)) continue;
       for (lowbit_dtype x : xs)
         for (lowbit_dtype q : qs)
           for (const Shape& sh : shapes) {
@@ -360,9 +390,69 @@ TEST_CASE("gpu: every op x scope x dtype x output type is bit-exact against the 
             cases.push_back({d, zp});
           }
     }
+  // LOWBIT_TEST_QUANTIZE_CASES=<substring of the label> keeps the matching
+  // cases only (sanitizer runs, which cannot afford them all).
+  if (const char* f = std::getenv("LOWBIT_TEST_QUANTIZE_CASES"); f != nullptr) {
+    std::vector<Case> kept;
+    for (const Case& k : cases)
+      if (label_of(k.d, k.zp).find(f) != std::string::npos) kept.push_back(k);
+    cases.swap(kept);
+  }
   MESSAGE(cases.size() << " cases");
-  prewarm(c.ctx, cases);
-  for (const Case& k : cases) check_against_reference(c.ctx, k.d, label_of(k.d, k.zp), k.zp);
+  prewarm(ctx, cases);
+  for (const Case& k : cases) check_against_reference(ctx, k.d, label_of(k.d, k.zp), k.zp);
+}
+
+bool staged_op(int op) {
+  return op == LOWBIT_QOP_QUANTIZE || op == LOWBIT_QOP_DEQUANTIZE || op == LOWBIT_QOP_DYNAMIC_QUANTIZE;
+}
+
+}  // namespace
+
+TEST_CASE("gpu: every op x scope x dtype x output type is bit-exact against the reference") {
+  LOWBIT_REQUIRE_GPU();
+  Context c;
+  staged_plans() = 0;
+  every_op(c.ctx, [](int) { return true; });
+  // sm_90+: dequantize with row scales runs the staged kernel by default.
+  MESSAGE(staged_plans() << " plans ran the bulk-copy staged kernel");
+  if (std::getenv("LOWBIT_TEST_QUANTIZE_CASES") == nullptr) {
+    if (sm_major() >= 9) CHECK(staged_plans() > 20);
+    else CHECK(staged_plans() == 0);
+  }
+}
+
+TEST_CASE("gpu: the staged kernel on every op it can take (sall=1) is bit-exact") {
+  LOWBIT_REQUIRE_GPU();
+  if (sm_major() < 9) LOWBIT_SKIP("the bulk-copy staged kernel needs sm_90");
+  Context c;
+  TuneScope tune("sall=1");
+  staged_plans() = 0;
+  every_op(c.ctx, staged_op);
+  MESSAGE(staged_plans() << " plans ran the bulk-copy staged kernel");
+  CHECK(staged_plans() > (std::getenv("LOWBIT_TEST_QUANTIZE_CASES") == nullptr ? 100 : 0));
+}
+
+TEST_CASE("gpu: the register-staged kernels (staged=0) are bit-exact too") {
+  LOWBIT_REQUIRE_GPU();
+  Context c;
+  TuneScope tune("staged=0");
+  staged_plans() = 0;
+  every_op(c.ctx, staged_op);
+  CHECK(staged_plans() == 0);
+}
+
+TEST_CASE("gpu: staged kernel with many tiles per block (stage reuse, phase wrap) is bit-exact") {
+  LOWBIT_REQUIRE_GPU();
+  if (sm_major() < 9) LOWBIT_SKIP("the bulk-copy staged kernel needs sm_90");
+  Context c;
+  // Smallest tiles, two stages, at most three blocks: each block walks many
+  // tiles and reuses each stage (and its barrier phase) many times.
+  TuneScope tune("sall=1,stile=1,sstages=2,sgrid=3");
+  staged_plans() = 0;
+  every_op(c.ctx, staged_op);
+  MESSAGE(staged_plans() << " plans ran the bulk-copy staged kernel");
+  CHECK(staged_plans() > (std::getenv("LOWBIT_TEST_QUANTIZE_CASES") == nullptr ? 100 : 0));
 }
 
 TEST_CASE("gpu: rank 3 and 4, strided rows, narrow alignments, more rows than a grid dimension") {

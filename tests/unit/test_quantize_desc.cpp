@@ -467,11 +467,11 @@ namespace {
 
 struct Offline {
   lowbit_context* ctx = nullptr;
-  Offline() {
+  explicit Offline(const char* arch = "sm_90a") {
     lowbit_context_options o;
     lowbit_context_options_init(&o);
     o.cache_mode = LOWBIT_CACHE_MEMORY;
-    REQUIRE(lowbit_context_create_offline("sm_90a", &o, &ctx) == LOWBIT_OK);
+    REQUIRE(lowbit_context_create_offline(arch, &o, &ctx) == LOWBIT_OK);
   }
   ~Offline() { lowbit_context_destroy(ctx); }
   std::string describe(const lowbit_quantize_desc& d) {
@@ -490,7 +490,60 @@ struct Offline {
 
 bool has(const std::string& json, const std::string& s) { return json.find(s) != std::string::npos; }
 
+// Sets LOWBIT_DEV_QUANTIZE_TUNE (read at plan creation) for one scope.
+struct TuneScope {
+  explicit TuneScope(const char* value) { setenv("LOWBIT_DEV_QUANTIZE_TUNE", value, 1); }
+  ~TuneScope() { unsetenv("LOWBIT_DEV_QUANTIZE_TUNE"); }
+};
+
 }  // namespace
+
+TEST_CASE("quantize plans: the staged kernel where it pays on sm_90, never before; every variant compiles without spills") {
+  if (!lowbit::nvrtc().available) LOWBIT_SKIP("NVRTC is not available: " + lowbit::nvrtc().problem);
+  Offline hopper("sm_90a"), ampere("sm_80");
+  // Dequantize with a scale per row: staged on sm_90 (bulk copies), the
+  // register kernel on sm_80.
+  for (lowbit_quantize_scope scope : {LOWBIT_SCOPE_PER_TENSOR, LOWBIT_SCOPE_PER_TOKEN}) {
+    lowbit_quantize_desc d = desc(LOWBIT_QOP_DEQUANTIZE, scope, LOWBIT_DTYPE_BF16, LOWBIT_DTYPE_S4, {4096, 14336});
+    std::string j = hopper.describe(d);
+    CAPTURE(j);
+    CHECK(has(j, "\"kernel\":\"staged_elementwise\""));
+    CHECK(has(j, "\"spill_store_bytes\":0"));
+    CHECK(has(j, "\"stack_frame_bytes\":0"));
+    CHECK(has(ampere.describe(d), "\"kernel\":\"elementwise\""));
+    // Bulk copies need 16-byte aligned tiles: an 8-byte promise, or rows
+    // whose pitch is not a multiple of 16 bytes, keep the register kernel.
+    d.alignment = 8;
+    CHECK(has(hopper.describe(d), "\"kernel\":\"elementwise\""));
+    d.alignment = 16;
+    d.x_row_stride = 14344;  // strided X (the output here); Q, the staged stream, keeps packed rows
+    CHECK(has(hopper.describe(d), "\"kernel\":\"staged_elementwise\""));
+  }
+  // Where the register kernels measured faster they stay the default.
+  CHECK(has(hopper.describe(desc(LOWBIT_QOP_QUANTIZE, LOWBIT_SCOPE_PER_TOKEN, LOWBIT_DTYPE_BF16, LOWBIT_DTYPE_S8, {64, 4096})),
+            "\"kernel\":\"elementwise\""));
+  CHECK(has(hopper.describe(desc(LOWBIT_QOP_DYNAMIC_QUANTIZE, LOWBIT_SCOPE_PER_TOKEN, LOWBIT_DTYPE_BF16, LOWBIT_DTYPE_S4,
+                                 {64, 14336})),
+            "\"kernel\":\"dynamic_segments\""));
+  // Every staged variant the tests force (sall=1) compiles without spills.
+  TuneScope tune("sall=1");
+  int staged = 0;
+  for (int op : {LOWBIT_QOP_QUANTIZE, LOWBIT_QOP_DEQUANTIZE, LOWBIT_QOP_DYNAMIC_QUANTIZE})
+    for (int scope = LOWBIT_SCOPE_PER_TENSOR; scope <= LOWBIT_SCOPE_PER_GROUP; ++scope)
+      for (lowbit_dtype q : {LOWBIT_DTYPE_S8, LOWBIT_DTYPE_S4}) {
+        if (op == LOWBIT_QOP_DYNAMIC_QUANTIZE && scope == LOWBIT_SCOPE_PER_CHANNEL) continue;
+        lowbit_quantize_desc d = desc(op, scope, scope % 2 ? LOWBIT_DTYPE_BF16 : LOWBIT_DTYPE_F16, q, {64, 14336});
+        d.group_size = 128;
+        const std::string j = hopper.describe(d);
+        CAPTURE(j);
+        CHECK_FALSE(has(j, "FAILED"));
+        CHECK(has(j, "\"spill_store_bytes\":0"));
+        CHECK(has(j, "\"stack_frame_bytes\":0"));
+        staged += has(j, "\"kernel\":\"staged_") ? 1 : 0;
+      }
+  // All but dynamic per-tensor (two kernels of its own) take it.
+  CHECK(staged == 20);
+}
 
 TEST_CASE("quantize plans: representative kernels compile without spills; vectors narrow where needed") {
   if (!lowbit::nvrtc().available) LOWBIT_SKIP("NVRTC is not available: " + lowbit::nvrtc().problem);
