@@ -5,8 +5,8 @@
 // also compared with a device-to-device copy of the same number of bytes
 // timed the same way (what a copy of that size costs, launch latency and
 // all): the meaningful ceiling for the small shape.
-// $LOWBIT_BENCH_QUANTIZE_FILTER (a substring of "op.scope q x MxN") limits
-// the points, for tuning sessions.
+// $LOWBIT_BENCH_QUANTIZE_FILTER (substrings of "op.scope q x MxN", separated
+// by '|') limits the points, for tuning sessions.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -65,8 +65,17 @@ void run_point(const Options& o, lowbit_quantize_op op, lowbit_quantize_scope sc
                const Shape& s) {
   const std::string name = fmt::format("{}.{} {} {} {}x{}", op_name(op), scope_name(scope), lowbit_dtype_name(q),
                                        lowbit_dtype_name(x), s.rows, s.cols);
-  if (const char* f = std::getenv("LOWBIT_BENCH_QUANTIZE_FILTER"); f != nullptr && name.find(f) == std::string::npos)
-    return;
+  if (const char* f = std::getenv("LOWBIT_BENCH_QUANTIZE_FILTER"); f != nullptr) {
+    // Alternatives separated by '|': the point runs if its name contains any.
+    bool any = false;
+    for (size_t pos = 0; pos <= std::strlen(f);) {
+      const char* bar = std::strchr(f + pos, '|');
+      const size_t end = bar != nullptr ? size_t(bar - f) : std::strlen(f);
+      any = any || name.find(std::string(f + pos, end - pos)) != std::string::npos;
+      pos = end + 1;
+    }
+    if (!any) return;
+  }
   lowbit_quantize_desc d;
   lowbit_quantize_desc_init(&d);
   d.op = op;
