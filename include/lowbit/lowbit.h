@@ -400,8 +400,11 @@ typedef struct lowbit_quantize_desc {
    * from the row layout, narrowing it where rows would start off a vector
    * (describe: vector_elements, x_vector_bytes, q_vector_bytes,
    * vector_narrowed); run returns MISALIGNED for a pointer that breaks the
-   * width chosen. Empty tensors (a zero dim) are a no-op: run reads and
-   * writes nothing and accepts NULL pointers. */
+   * width chosen. On sm_90+ a plan may stage its input stream in shared
+   * memory by bulk copies (describe: "kernel":"staged_elementwise"; chosen
+   * only when alignment is 16 and rows keep 16-byte tiles): its input must
+   * then be 16-byte aligned, as promised. Empty tensors (a zero dim) are a
+   * no-op: run reads and writes nothing and accepts NULL pointers. */
   int32_t alignment;
 } lowbit_quantize_desc;
 
