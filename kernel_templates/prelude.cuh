@@ -258,6 +258,14 @@ LOWBIT_DEVICE double shfl_xor(double v, int lane_mask, uint32_t member_mask) {
 }
 LOWBIT_DEVICE void block_sync() { asm volatile("bar.sync 0;" ::: "memory"); }
 
+// The 32-bit shared-window address of a pointer into shared memory (the
+// operand form of ldmatrix, cp.async, mbarrier and bulk copies).
+LOWBIT_DEVICE uint32_t smem_u32(const void* p) {
+  uint32_t a;
+  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+  return a;
+}
+
 // ---- Streaming global memory accesses -----------------------------------------
 // Loads that bypass L1 allocation (data read once) and stores marked
 // evict-first: streaming kernels keep L1/L2 for what is reused. `Raw<N>` is N

@@ -82,15 +82,7 @@ LOWBIT_DEVICE void segments(const QuantizeParams& p) {
     }
 #pragma unroll 1
     for (int64_t j = nvec * kVec + lane; j < len; j += kSegT) fold_range<Cfg>(C(widen(xs[j])), mn, mx);
-    if constexpr (kSegT <= 32) {
-#pragma unroll
-      for (int o = kSegT / 2; o > 0; o >>= 1) {
-        mn = min_num(mn, shfl_xor(mn, o, member));
-        mx = max_num(mx, shfl_xor(mx, o, member));
-      }
-    } else {
-      block_range<Cfg::kThreads>(mn, mx);
-    }
+    segment_range<kSegT, Cfg::kThreads>(mn, mx, member);
 
     // The segment's scale and zero point.
     ST st;

@@ -230,6 +230,21 @@ LOWBIT_DEVICE void block_range(C& mn, C& mx) {
   }
 }
 
+// Reduces (mn, mx) over a segment's threads: kSegT lanes of a warp (member:
+// their mask) by shuffles, or the whole block (kSegT == kThreads).
+template <int kSegT, int kThreads, typename C>
+LOWBIT_DEVICE void segment_range(C& mn, C& mx, uint32_t member) {
+  if constexpr (kSegT <= 32) {
+#pragma unroll
+    for (int o = kSegT / 2; o > 0; o >>= 1) {
+      mn = min_num(mn, shfl_xor(mn, o, member));
+      mx = max_num(mx, shfl_xor(mx, o, member));
+    }
+  } else {
+    block_range<kThreads>(mn, mx);
+  }
+}
+
 // ---- Packed storage -------------------------------------------------------------
 // 8-bit: one byte per value. 4-bit: two per byte, element 2i in the low nibble.
 template <int kBits, bool kSigned>

@@ -24,13 +24,8 @@
 namespace lowbit {
 namespace qk {
 
-LOWBIT_DEVICE uint32_t shared_addr(const void* p) {
-  uint32_t a;
-  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
-  return a;
-}
 LOWBIT_DEVICE void mbar_init(uint64_t* bar, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(shared_addr(bar)), "r"(count) : "memory");
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count) : "memory");
 }
 // Makes the initialized barriers visible to the bulk copy engine.
 LOWBIT_DEVICE void mbar_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory"); }
@@ -38,16 +33,16 @@ LOWBIT_DEVICE void mbar_wait(uint64_t* bar, uint32_t parity) {
   asm volatile(
       "{\n .reg .pred done;\n"
       "wait_%=: mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      " @!done bra wait_%=;\n}" ::"r"(shared_addr(bar)),
+      " @!done bra wait_%=;\n}" ::"r"(smem_u32(bar)),
       "r"(parity)
       : "memory");
 }
 // One arrival that also expects `bytes` of bulk copy, then the copy itself.
 LOWBIT_DEVICE void bulk_load(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(shared_addr(bar)), "r"(bytes) : "memory");
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
   asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                   shared_addr(dst)),
-               "l"(src), "r"(bytes), "r"(shared_addr(bar))
+                   smem_u32(dst)),
+               "l"(src), "r"(bytes), "r"(smem_u32(bar))
                : "memory");
 }
 
@@ -181,15 +176,7 @@ LOWBIT_DEVICE void staged(const QuantizeParams& p) {
         }
 #pragma unroll 1
         for (int64_t j = sv * kVec + lane; j < len; j += kSegT) fold_range<Cfg>(C(widen(xs[j])), mn, mx);
-        if constexpr (kSegT <= 32) {
-#pragma unroll
-          for (int o = kSegT / 2; o > 0; o >>= 1) {
-            mn = min_num(mn, shfl_xor(mn, o, member));
-            mx = max_num(mx, shfl_xor(mx, o, member));
-          }
-        } else {
-          block_range<kThreads>(mn, mx);
-        }
+        segment_range<kSegT, kThreads>(mn, mx, member);
         ST st;
         C sc;
         int32_t zp;

@@ -45,11 +45,6 @@
 namespace lowbit {
 namespace wq {
 
-LOWBIT_DEVICE uint32_t smem_u32(const void* p) {
-  uint32_t a;
-  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
-  return a;
-}
 // 16 (8) bytes global -> shared, zero-filled when `pred` is false.
 LOWBIT_DEVICE void cp_async16(uint32_t dst, uint64_t src, bool pred) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(pred ? 16 : 0));

@@ -346,7 +346,7 @@ template <typename Cfg>
 LOWBIT_DEVICE void wq_wgmma_kernel(const WqMatmulParams& p) {
   using G = wq::Wgmma<Cfg>;
   extern __shared__ __align__(1024) uint8_t smem_raw[];
-  const uint32_t raw = wq::smem_u32(smem_raw);
+  const uint32_t raw = smem_u32(smem_raw);
   uint8_t* const smem = smem_raw + (((raw + 1023u) & ~1023u) - raw);
   wq::for_each_segment<Cfg::kGroupM, G::kBM, G::kNT, Cfg::kStreamK>(
       p, [&](int64_t mb, int64_t nb, int64_t chunk_begin, int64_t chunk_end, const wq::TileEnd& end) {
