@@ -98,4 +98,22 @@ void check_struct_size(uint32_t struct_size, size_t minimum, size_t current, con
          struct_size, minimum, current, what);
 }
 
+int env_knob(const char* variable, const char* key) {
+  int value = 0;
+  bool found = false;
+  for_each_env_knob(variable, [&](std::string_view k, int v) {
+    if (!found && k == key) {
+      value = v;
+      found = true;
+    }
+  });
+  return value;
+}
+
+int shared_memory_limit(int sm) {
+  if (sm == 80 || sm == 87) return 163 * 1024;
+  if (sm == 90 || sm == 100 || sm == 103) return 227 * 1024;
+  return 99 * 1024;  // sm_86, 89, 110, 120, 121 and unknown
+}
+
 }  // namespace lowbit

@@ -8,8 +8,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "jit/kernel_spec.hpp"
@@ -71,6 +73,31 @@ void run_reference(const lowbit_op_desc& op, const lowbit_arg* args, size_t coun
 void launch_kernel(CUfunction function, unsigned grid_x, unsigned grid_y, unsigned grid_z, unsigned block,
                    size_t shared_bytes, CUstream stream, void* params, bool programmatic = false,
                    unsigned cluster_y = 1);
+
+// Developer knobs: the environment variable `variable` holding
+// "key=int,key=int,..." (tuning sweeps and tests; read at plan creation).
+// Calls f(key, value) for each item that has an '=', in order.
+template <typename F>
+void for_each_env_knob(const char* variable, F&& f) {
+  const char* env = std::getenv(variable);
+  if (env == nullptr) return;
+  const std::string s(env);
+  size_t pos = 0;
+  while (pos < s.size()) {
+    size_t end = s.find(',', pos);
+    if (end == std::string::npos) end = s.size();
+    const size_t eq = s.find('=', pos);
+    if (eq < end) f(std::string_view(s).substr(pos, eq - pos), std::atoi(s.c_str() + eq + 1));
+    pos = end + 1;
+  }
+}
+// The first value given for `key` in `variable`'s knobs; 0 when absent.
+int env_knob(const char* variable, const char* key);
+
+// Shared memory a block may opt into on `sm` (the driver reports the same
+// numbers; a table keeps offline prewarm and online plans equal). Plans also
+// use it as the SM's budget when they count resident blocks.
+int shared_memory_limit(int sm);
 
 // Checks a descriptor's struct_size: at least the size of the first release
 // of the struct (older callers), and not absurd.

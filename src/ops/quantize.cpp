@@ -49,40 +49,27 @@ struct Tune {
 // Read at every plan creation (a developer knob; tests switch it between plans).
 Tune tune() {
   Tune r;
-  const char* env = std::getenv("LOWBIT_DEV_QUANTIZE_TUNE");
-  if (env == nullptr) return r;
-  std::string s = env;
-  size_t pos = 0;
-  while (pos < s.size()) {
-    size_t end = s.find(',', pos);
-    if (end == std::string::npos) end = s.size();
-    const std::string item = s.substr(pos, end - pos);
-    const size_t eq = item.find('=');
-    if (eq != std::string::npos) {
-      const std::string k = item.substr(0, eq);
-      const int v = std::atoi(item.c_str() + eq + 1);
-      if (k == "vec" && v >= 1 && v <= 64 && (v & (v - 1)) == 0) r.vec_bytes = v;
-      else if (k == "dqvec" && v >= 1 && v <= 64 && (v & (v - 1)) == 0) r.dq_vec_bytes = v;
-      else if (k == "dqunroll" && v >= 1 && v <= 16) r.dq_unroll = v;
-      else if (k == "q4vec" && v >= 1 && v <= 64 && (v & (v - 1)) == 0) r.q4_vec_bytes = v;
-      else if (k == "q4bpsm" && v >= 1 && v <= 64) r.q4_blocks_per_sm = v;
-      else if (k == "dqbpsm" && v >= 1 && v <= 64) r.dq_blocks_per_sm = v;
-      else if (k == "unroll" && v >= 1 && v <= 16) r.unroll = v;
-      else if (k == "bpsm" && v >= 1 && v <= 64) r.blocks_per_sm = v;
-      else if (k == "hints") r.hints = v != 0;
-      else if (k == "dqhints") r.dq_hints = v != 0;
-      else if (k == "per" && v >= 1 && v <= 8) r.per = v;
-      else if (k == "staged") r.staged = v != 0;
-      else if (k == "stile" && v >= 1 && v <= 64) r.staged_tile_bytes = v * 1024;
-      else if (k == "sstages" && v >= 1 && v <= 8) r.staged_stages = v;
-      else if (k == "sbpsm" && v >= 1 && v <= 8) r.staged_blocks_per_sm = v;
-      else if (k == "sgrid" && v >= 1) r.staged_grid = v;
-      else if (k == "sgroup") r.staged_per_vector = v != 0;
-      else if (k == "sdyn" && v >= 0) r.staged_dynamic_row_bytes = v * 1024;
-      else if (k == "sall") r.staged_all = v != 0;
-    }
-    pos = end + 1;
-  }
+  for_each_env_knob("LOWBIT_DEV_QUANTIZE_TUNE", [&](std::string_view k, int v) {
+    if (k == "vec" && v >= 1 && v <= 64 && (v & (v - 1)) == 0) r.vec_bytes = v;
+    else if (k == "dqvec" && v >= 1 && v <= 64 && (v & (v - 1)) == 0) r.dq_vec_bytes = v;
+    else if (k == "dqunroll" && v >= 1 && v <= 16) r.dq_unroll = v;
+    else if (k == "q4vec" && v >= 1 && v <= 64 && (v & (v - 1)) == 0) r.q4_vec_bytes = v;
+    else if (k == "q4bpsm" && v >= 1 && v <= 64) r.q4_blocks_per_sm = v;
+    else if (k == "dqbpsm" && v >= 1 && v <= 64) r.dq_blocks_per_sm = v;
+    else if (k == "unroll" && v >= 1 && v <= 16) r.unroll = v;
+    else if (k == "bpsm" && v >= 1 && v <= 64) r.blocks_per_sm = v;
+    else if (k == "hints") r.hints = v != 0;
+    else if (k == "dqhints") r.dq_hints = v != 0;
+    else if (k == "per" && v >= 1 && v <= 8) r.per = v;
+    else if (k == "staged") r.staged = v != 0;
+    else if (k == "stile" && v >= 1 && v <= 64) r.staged_tile_bytes = v * 1024;
+    else if (k == "sstages" && v >= 1 && v <= 8) r.staged_stages = v;
+    else if (k == "sbpsm" && v >= 1 && v <= 8) r.staged_blocks_per_sm = v;
+    else if (k == "sgrid" && v >= 1) r.staged_grid = v;
+    else if (k == "sgroup") r.staged_per_vector = v != 0;
+    else if (k == "sdyn" && v >= 0) r.staged_dynamic_row_bytes = v * 1024;
+    else if (k == "sall") r.staged_all = v != 0;
+  });
   return r;
 }
 
@@ -513,8 +500,9 @@ class QuantizePlan final : public OpPlan {
     tile_vectors_ = tile_vectors;
     stages_ = stages;
     const int64_t smem = int64_t(stages) * stage_bytes_ + 8 * stages;
-    const int64_t smem_per_sm = 220 * 1024;  // of 228 KB on sm_90, leaving the static reduction scratch room
-    bpsm_ = int(std::clamp<int64_t>(smem_per_sm / (smem + 1024), 1, t.staged_blocks_per_sm));
+    // Tiles and stages from the knobs may ask for more than a block can have.
+    if (smem > shared_memory_limit(device.target.sm)) return false;
+    bpsm_ = int(std::clamp<int64_t>(shared_memory_limit(device.target.sm) / (smem + 1024), 1, t.staged_blocks_per_sm));
     unroll_ = unroll;
     if (scale_mode_ == 3) scale_mode_ = 1;  // one scale per vector (the step mapping is the register kernel's)
     staged_ = true;

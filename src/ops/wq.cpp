@@ -147,26 +147,13 @@ struct Forced {
 };
 Forced read_env() {
   Forced f;
-  const char* env = std::getenv("LOWBIT_WQ_CONFIG");
-  if (env == nullptr || *env == 0) return f;
-  std::string s(env);
-  size_t pos = 0;
-  while (pos < s.size()) {
-    size_t end = s.find(',', pos);
-    if (end == std::string::npos) end = s.size();
-    const std::string item = s.substr(pos, end - pos);
-    const size_t eq = item.find('=');
-    if (eq != std::string::npos) {
-      const std::string key = item.substr(0, eq);
-      const int v = std::atoi(item.c_str() + eq + 1);
-      if (key == "nb") f.nb = v;
-      else if (key == "unit") f.unit = v;
-      else if (key == "warps") f.warps = v;
-      else if (key == "splits") f.splits = v;
-      else if (key == "stages") f.stages = v;
-    }
-    pos = end + 1;
-  }
+  for_each_env_knob("LOWBIT_WQ_CONFIG", [&](std::string_view key, int v) {
+    if (key == "nb") f.nb = v;
+    else if (key == "unit") f.unit = v;
+    else if (key == "warps") f.warps = v;
+    else if (key == "splits") f.splits = v;
+    else if (key == "stages") f.stages = v;
+  });
   return f;
 }
 
@@ -424,19 +411,7 @@ bool uses_gemm(const lowbit_wq_matmul_desc& d) {
   return ref::wq_rounds_weights(d);
 }
 
-int config_knob(const char* key) {
-  const char* env = std::getenv("LOWBIT_WQ_CONFIG");
-  if (env == nullptr || *env == 0) return 0;
-  const std::string s(env), k = std::string(key) + "=";
-  size_t pos = 0;
-  while (pos < s.size()) {
-    size_t end = s.find(',', pos);
-    if (end == std::string::npos) end = s.size();
-    if (s.compare(pos, k.size(), k) == 0) return std::atoi(s.c_str() + pos + k.size());
-    pos = end + 1;
-  }
-  return 0;
-}
+int config_knob(const char* key) { return env_knob("LOWBIT_WQ_CONFIG", key); }
 
 namespace {
 

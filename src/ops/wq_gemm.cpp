@@ -68,14 +68,6 @@ constexpr double kStreamTileBytesPerUs = 1.0e5;
 constexpr double kSegmentUs = 0.8;
 constexpr int64_t kMinStreamChunks = 8;
 
-// Shared memory a block may opt into, by architecture (the driver reports
-// the same numbers; a table keeps offline prewarm and online plans equal).
-int shared_limit(int sm) {
-  if (sm == 80 || sm == 87) return 163 * 1024;
-  if (sm == 90 || sm == 100 || sm == 103) return 227 * 1024;
-  return 99 * 1024;  // sm_86, 89, 110, 120, 121 and unknown
-}
-
 struct GemmConfig {
   bool wgmma = false;        // sm_90a warpgroup kernel (wq_wgmma.cuh); else mma.sync (wq_gemm.cuh)
   TileShape tile{};
@@ -171,12 +163,12 @@ GemmConfig evaluate(const Problem& p, const TileShape& tile, int64_t splits, con
   // small M. `occ` (the knob) overrides the CTAs an SM is sized for.
   const int want_slots = occ > 0 ? occ : wgmma ? (tile.warps() == 4 ? 2 : 1)
                                      : tile.tile_m * tile.tile_n >= 16 ? 1 : tile.warps() == 4 ? 4 : 2;
-  const int budget = shared_limit(device.target.sm) / want_slots - 2048;
+  const int budget = shared_memory_limit(device.target.sm) / want_slots - 2048;
   const int sb = wgmma ? wgmma_stage_bytes(tile, d) : stage_bytes(tile, d);
   c.stages = std::clamp(budget / sb, wgmma ? 4 : 3, wgmma ? 6 : 8);
   c.smem = config_smem(c, sb);
   // The launch bound asks for `slots` CTAs an SM, which caps the registers.
-  c.slots = std::max(1, std::min(want_slots, shared_limit(device.target.sm) / (c.smem + 1024)));
+  c.slots = std::max(1, std::min(want_slots, shared_memory_limit(device.target.sm) / (c.smem + 1024)));
   // Time: the larger of tensor-core work (padded tiles included) and DRAM
   // traffic (weights once, X and Y once), spread over the grid's waves, plus
   // the split-K reduction (partials written and read, one more launch).
@@ -311,11 +303,11 @@ GemmConfig choose_gemm(const Problem& p, const DeviceTraits& device) {
     }
     best.tuned = true;
   }
-  if (best.smem > shared_limit(device.target.sm))
+  if (best.smem > shared_memory_limit(device.target.sm))
     fail(LOWBIT_UNSUPPORTED,
          "the prefill GEMM tile ({}x{}, {} stages, set through LOWBIT_WQ_CONFIG) needs {} bytes of shared memory per "
          "block; {} allows {}",
-         best.tile.bm, best.tile.bn(), best.stages, best.smem, device.target.name(), shared_limit(device.target.sm));
+         best.tile.bm, best.tile.bn(), best.stages, best.smem, device.target.name(), shared_memory_limit(device.target.sm));
   return best;
 }
 

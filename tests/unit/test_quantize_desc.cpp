@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "jit/nvrtc.hpp"
+#include "ops/op_plan.hpp"
 #include "lowbit/lowbit.h"
 #include "ref/float16.hpp"
 #include "support/test_support.hpp"
@@ -497,6 +498,19 @@ struct TuneScope {
 };
 
 }  // namespace
+
+TEST_CASE("plan knobs: key=int items in order, first value wins for env_knob, malformed items skipped") {
+  setenv("LOWBIT_TEST_KNOBS", "a=3,bad,b=-2,,a=7,c=x", 1);
+  std::string seen;
+  lowbit::for_each_env_knob("LOWBIT_TEST_KNOBS",
+                            [&](std::string_view k, int v) { seen += std::string(k) + ":" + std::to_string(v) + ";"; });
+  CHECK(seen == "a:3;b:-2;a:7;c:0;");
+  CHECK(lowbit::env_knob("LOWBIT_TEST_KNOBS", "a") == 3);
+  CHECK(lowbit::env_knob("LOWBIT_TEST_KNOBS", "b") == -2);
+  CHECK(lowbit::env_knob("LOWBIT_TEST_KNOBS", "missing") == 0);
+  unsetenv("LOWBIT_TEST_KNOBS");
+  CHECK(lowbit::env_knob("LOWBIT_TEST_KNOBS", "a") == 0);
+}
 
 TEST_CASE("quantize plans: the staged kernel where it pays on sm_90, never before; every variant compiles without spills") {
   if (!lowbit::nvrtc().available) LOWBIT_SKIP("NVRTC is not available: " + lowbit::nvrtc().problem);
