@@ -3,12 +3,12 @@
 // bulk copy engine (cp.async.bulk, completing on an mbarrier).
 //
 // Why: the register-staged kernels (quantize.cuh, quantize_dynamic.cuh) keep
-// only what their registers hold in flight, and a dynamic segment kernel
-// cannot load the next row until this row's reduction is over; on H100 they
-// stopped at 80-85 % of a copy for dequantize and 72-76 % for dynamic s4 on
-// 14336-wide rows. Bulk copies of kStages tiles ahead keep tens of KB per SM
-// in flight at no register cost (H100 probe, notes/quantize-perf.md v5: an s4
-// widening 2683 GB/s with registers, 2741 with bulk-loaded input).
+// only what their registers hold in flight. Bulk copies of kStages tiles
+// ahead keep tens of KB per SM in flight at no register cost (H100 probe,
+// notes/quantize-perf.md v5: an s4 widening 2683 GB/s with registers, 2741
+// with bulk-loaded input). Plans use it by default only where it measured
+// faster, dequantize with a scale per row (s4 84 -> 89 % of a copy); the
+// other ops reach it through the developer knobs (src/ops/quantize.cpp).
 //
 // A tile is a run of whole vectors of one row of the input stream (X, or Q
 // for dequantize): p.tile_vectors of them (the last tile of a row shorter),
@@ -150,9 +150,9 @@ LOWBIT_DEVICE void staged(const QuantizeParams& p) {
           for (int u = 0; u < Cfg::kUnroll; ++u) {
             if (((slow >> u) & 1u) == 0) continue;
             const int64_t c = v0 + tid + int64_t(u) * kThreads;
-            QP<C> a = rqp;  // exact_unit reloads per-vector scales itself
+            // (exact_unit reloads per-vector scales itself)
 #pragma unroll 1
-            for (int e = 0; e < kVec; e += Kk::kUnit) Kk::exact_unit(p, a, row, c * kVec + e);
+            for (int e = 0; e < kVec; e += Kk::kUnit) Kk::exact_unit(p, rqp, row, c * kVec + e);
           }
         }
       }

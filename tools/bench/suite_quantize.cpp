@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/error.hpp"
@@ -67,11 +68,11 @@ void run_point(const Options& o, lowbit_quantize_op op, lowbit_quantize_scope sc
                                        lowbit_dtype_name(x), s.rows, s.cols);
   if (const char* f = std::getenv("LOWBIT_BENCH_QUANTIZE_FILTER"); f != nullptr) {
     // Alternatives separated by '|': the point runs if its name contains any.
+    const std::string_view filter(f);
     bool any = false;
-    for (size_t pos = 0; pos <= std::strlen(f);) {
-      const char* bar = std::strchr(f + pos, '|');
-      const size_t end = bar != nullptr ? size_t(bar - f) : std::strlen(f);
-      any = any || name.find(std::string(f + pos, end - pos)) != std::string::npos;
+    for (size_t pos = 0; pos <= filter.size() && !any;) {
+      const size_t end = std::min(filter.find('|', pos), filter.size());
+      any = name.find(filter.substr(pos, end - pos)) != std::string::npos;
       pos = end + 1;
     }
     if (!any) return;
