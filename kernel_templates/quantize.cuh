@@ -228,6 +228,50 @@ struct K {
     }
   }
 
+  // Packs kVec quantized values (only their low kBits bits are read).
+  static LOWBIT_DEVICE void pack_q(const int32_t (&qv)[kVec], QVec& qout) {
+    if constexpr (kBits == 8 && kVec % 4 == 0) {
+      // Byte 0 of four values per word: three byte permutes.
+#pragma unroll
+      for (int j = 0; j < kVec / 4; ++j)
+        qout.w[j] = pack_bytes(uint32_t(qv[4 * j]), uint32_t(qv[4 * j + 1]), uint32_t(qv[4 * j + 2]), uint32_t(qv[4 * j + 3]));
+    } else if constexpr (kBits == 4 && kVec % 8 == 0) {
+      // Even elements' bytes in A, odd ones' in B, then one nibble merge.
+#pragma unroll
+      for (int j = 0; j < kVec / 8; ++j) {
+        const int* e = qv + 8 * j;
+        const uint32_t lo = pack_bytes(uint32_t(e[0]), uint32_t(e[2]), uint32_t(e[4]), uint32_t(e[6]));
+        const uint32_t hi = pack_bytes(uint32_t(e[1]), uint32_t(e[3]), uint32_t(e[5]), uint32_t(e[7]));
+        qout.w[j] = (lo & 0x0f0f0f0fu) | ((hi << 4) & 0xf0f0f0f0u);
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < QVec::kW; ++j) qout.w[j] = 0;
+#pragma unroll
+      for (int i = 0; i < kQBytes; ++i) {
+        uint32_t b;
+        if constexpr (kBits == 8) b = uint32_t(qv[i]) & 0xffu;
+        else b = (uint32_t(qv[2 * i]) & 15u) | ((uint32_t(qv[2 * i + 1]) & 15u) << 4);
+        qout.w[i >> 2] |= b << (8 * (i & 3));
+      }
+    }
+  }
+
+  // Quantizes a vector whose every element is known to be neither NaN nor out
+  // of [qmin, qmax] after rounding and whose scale is in the fast range:
+  // dynamic quantize proves that per segment from its range
+  // (quantize_dynamic.cuh), so neither the per-element check of quant_fast_k
+  // nor the clamp is needed. The magic-number addition rounds half to even;
+  // its low bits are the two's complement of the integer, which is all the
+  // packing reads, so the magic number is not subtracted.
+  static LOWBIT_DEVICE void quantize_unchecked(const QP<float>& a, const XVec& xv, QVec& qout) {
+    int32_t qv[kVec];
+#pragma unroll
+    for (int i = 0; i < kVec; ++i)
+      qv[i] = __float_as_int(add_rn(quot_fast(widen_at(xv, i), a.s, a.r), kMagic)) + a.zp;
+    pack_q(qv, qout);
+  }
+
   // ---- One vector, scale fixed (modes 0, 1, 3) ----------------------------------
   // Returns false when some element needs the exact path (fast quotient only).
   template <bool kFastPath>
@@ -237,32 +281,8 @@ struct K {
     if constexpr (kOutQ) {
       int32_t qv[kVec];
 #pragma unroll
-      for (int i = 0; i < kVec; ++i) qv[i] = quant_q<kFastPath>(C(widen(xv.v[i])), a, ok);
-      if constexpr (kBits == 8 && kVec % 4 == 0) {
-        // Byte 0 of four values per word: three byte permutes.
-#pragma unroll
-        for (int j = 0; j < kVec / 4; ++j)
-          qout.w[j] = pack_bytes(uint32_t(qv[4 * j]), uint32_t(qv[4 * j + 1]), uint32_t(qv[4 * j + 2]), uint32_t(qv[4 * j + 3]));
-      } else if constexpr (kBits == 4 && kVec % 8 == 0) {
-        // Even elements' bytes in A, odd ones' in B, then one nibble merge.
-#pragma unroll
-        for (int j = 0; j < kVec / 8; ++j) {
-          const int* e = qv + 8 * j;
-          const uint32_t lo = pack_bytes(uint32_t(e[0]), uint32_t(e[2]), uint32_t(e[4]), uint32_t(e[6]));
-          const uint32_t hi = pack_bytes(uint32_t(e[1]), uint32_t(e[3]), uint32_t(e[5]), uint32_t(e[7]));
-          qout.w[j] = (lo & 0x0f0f0f0fu) | ((hi << 4) & 0xf0f0f0f0u);
-        }
-      } else {
-#pragma unroll
-        for (int j = 0; j < QVec::kW; ++j) qout.w[j] = 0;
-#pragma unroll
-        for (int i = 0; i < kQBytes; ++i) {
-          uint32_t b;
-          if constexpr (kBits == 8) b = uint32_t(qv[i]) & 0xffu;
-          else b = (uint32_t(qv[2 * i]) & 15u) | ((uint32_t(qv[2 * i + 1]) & 15u) << 4);
-          qout.w[i >> 2] |= b << (8 * (i & 3));
-        }
-      }
+      for (int i = 0; i < kVec; ++i) qv[i] = quant_q<kFastPath>(C(widen_at(xv, i)), a, ok);
+      pack_q(qv, qout);
     } else if constexpr (kOp == 2) {
 #pragma unroll
       for (int i = 0; i < kVec; ++i) {
@@ -271,11 +291,11 @@ struct K {
       }
     } else if constexpr (kOp == 4) {
 #pragma unroll
-      for (int i = 0; i < kVec; ++i) fout.v[i] = narrow<XT>(mul_rn(C(widen(dyv.v[i])), a.s));
+      for (int i = 0; i < kVec; ++i) fout.v[i] = narrow<XT>(mul_rn(C(widen_at(dyv, i)), a.s));
     } else {
 #pragma unroll
       for (int i = 0; i < kVec; ++i) {
-        const C x = C(widen(xv.v[i]));
+        const C x = C(widen_at(xv, i));
         if constexpr (kOp == 6) {
           bool pass;
           if constexpr (kFastPath) {
@@ -293,7 +313,7 @@ struct K {
             fout.v[i] = narrow<XT>(mul_rn(small_int_to_c(ci, C()), a.s));
           } else {  // 3: quantize backward
             const bool pass = ci > Cfg::kQmin - a.zp && ci < Cfg::kQmax - a.zp;
-            const C dy = C(widen(dyv.v[i]));
+            const C dy = C(widen_at(dyv, i));
             C v = C(0);
             if constexpr (kFastPath) {
               ok &= !pass || in_div_fast_range(dy);
@@ -349,7 +369,7 @@ LOWBIT_DEVICE void elementwise(const QuantizeParams& p) {
   } else if constexpr (Cfg::kScope == 1 && !kReduce) {
     tp = Kk::load_qp(p, 0, Kk::kDivides);
   }
-  C mn = C(0), mx = C(0);  // phase 1 only
+  RangeFold<Cfg, XT> range;  // phase 1 only
   const int64_t tail_start = p.chunks_per_row * kVec;
 
   // Work items: (row, b), b a step of this thread inside the row: chunks
@@ -422,10 +442,7 @@ LOWBIT_DEVICE void elementwise(const QuantizeParams& p) {
       if constexpr (kReduce) {
 #pragma unroll
         for (int u = 0; u < kUnroll; ++u) {
-          if (chunk(b, u) < p.chunks_per_row) {
-#pragma unroll
-            for (int i = 0; i < kVec; ++i) fold_range<Cfg>(C(widen(t.a[u].v[i])), mn, mx);
-          }
+          if (chunk(b, u) < p.chunks_per_row) range.add(t.a[u]);
         }
       } else {
         XT* out_f = mut_ptr<XT>(Kk::kOp == 2 ? p.x : Kk::kOp == 5 ? p.y : p.dx) + row * p.x_row_stride;
@@ -492,13 +509,15 @@ LOWBIT_DEVICE void elementwise(const QuantizeParams& p) {
       const XT* in_a = ptr<XT>(p.x) + row * p.x_row_stride;
 #pragma unroll 1
       for (int64_t col = tail_start + int64_t(lane) * Kk::kUnit; col < p.cols; col += int64_t(kRowT) * Kk::kUnit) {
-        if constexpr (kReduce) fold_range<Cfg>(C(widen(in_a[col])), mn, mx);
+        if constexpr (kReduce) range.add(C(widen(in_a[col])));
         else Kk::exact_unit(p, rqp, row, col);
       }
     }
   }
 
   if constexpr (kReduce) {
+    range.finish();
+    C mn = range.mn, mx = range.mx;
     block_range<Cfg::kThreads>(mn, mx);
     if (threadIdx.x == 0) {
       C* ws = mut_ptr<C>(p.workspace);

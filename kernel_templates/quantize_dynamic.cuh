@@ -47,7 +47,7 @@ LOWBIT_DEVICE void segments(const QuantizeParams& p) {
     uint8_t* qs = mut_ptr<uint8_t>(p.q) + row * p.q_row_bytes + col0 * Cfg::kBits / 8;
 
     // Pass 1: the range.
-    C mn = C(0), mx = C(0);
+    RangeFold<Cfg, XT> range;
     XVec v[kPer];
     if constexpr (Cfg::kSinglePass) {
 #pragma unroll
@@ -58,10 +58,7 @@ LOWBIT_DEVICE void segments(const QuantizeParams& p) {
 #pragma unroll
       for (int k = 0; k < kPer; ++k) {
         const int64_t vi = lane + int64_t(k) * kSegT;
-        if (vi < nvec) {
-#pragma unroll
-          for (int i = 0; i < kVec; ++i) fold_range<Cfg>(C(widen(v[k].v[i])), mn, mx);
-        }
+        if (vi < nvec) range.add(v[k]);
       }
     } else {
       for (int64_t base = lane; base < nvec; base += int64_t(kSegT) * kPer) {
@@ -73,15 +70,14 @@ LOWBIT_DEVICE void segments(const QuantizeParams& p) {
 #pragma unroll
         for (int k = 0; k < kPer; ++k) {
           const int64_t vi = base + int64_t(k) * kSegT;
-          if (vi < nvec) {
-#pragma unroll
-            for (int i = 0; i < kVec; ++i) fold_range<Cfg>(C(widen(v[k].v[i])), mn, mx);
-          }
+          if (vi < nvec) range.add(v[k]);
         }
       }
     }
 #pragma unroll 1
-    for (int64_t j = nvec * kVec + lane; j < len; j += kSegT) fold_range<Cfg>(C(widen(xs[j])), mn, mx);
+    for (int64_t j = nvec * kVec + lane; j < len; j += kSegT) range.add(C(widen(xs[j])));
+    range.finish();
+    C mn = range.mn, mx = range.mx;
     segment_range<kSegT, Cfg::kThreads>(mn, mx, member);
 
     // The segment's scale and zero point.
@@ -94,6 +90,18 @@ LOWBIT_DEVICE void segments(const QuantizeParams& p) {
       if (p.zero_point != 0) mut_ptr<int32_t>(p.zero_point)[seg] = zp;
     }
     const QP<C> a = make_qp<Cfg, C>(s, zp, true);
+    // Every x of the segment lies in [mn, mx], and RN(x / s) and rint are
+    // monotonic in x (s > 0), so when rint(mn / s) and rint(mx / s) land in
+    // [qmin - zp, qmax - zp] no element needs the clamp, and every quotient is
+    // small enough for the fast quotient to be exact without its per-element
+    // range check; a thread that saw no NaN then quantizes unchecked.
+    bool unchecked = false;
+    if constexpr (Kk::kFast) {
+      if (a.fast && !range.nan) {
+        const C lo = Cfg::kSymmetric ? -mx : mn;
+        unchecked = rint_rn(div_rn(lo, a.s)) >= a.lo && rint_rn(div_rn(mx, a.s)) <= a.hi;
+      }
+    }
 
     // Pass 2: quantize (from the registers, or reloaded), exact fixups after.
     auto fixup = [&](int64_t vi) {
@@ -110,6 +118,20 @@ LOWBIT_DEVICE void segments(const QuantizeParams& p) {
       }
     };
     auto quantize_regs = [&](int64_t base) {
+      if constexpr (Kk::kFast) {
+        if (unchecked) {
+#pragma unroll
+          for (int k = 0; k < kPer; ++k) {
+            const int64_t vi = base + int64_t(k) * kSegT;
+            if (vi < nvec) {
+              QVec qo;
+              Kk::quantize_unchecked(a, v[k], qo);
+              store_q<Kk::kQBytes, Cfg::kQAligned, Cfg::kHints>(qs + vi * Kk::kQBytes, qo);
+            }
+          }
+          return;
+        }
+      }
       uint32_t slow = 0;
 #pragma unroll
       for (int k = 0; k < kPer; ++k) {

@@ -203,6 +203,115 @@ LOWBIT_DEVICE void fold_range(C v, C& mn, C& mx) {
   }
 }
 
+template <typename T> struct IsBf16 { static constexpr bool value = false; };
+template <> struct IsBf16<bf16> { static constexpr bool value = true; };
+
+// The 32-bit word holding elements 2j and 2j + 1 of a vector of 16-bit values
+// (in registers the pair already is one word: no instruction).
+template <typename XT, int kN>
+LOWBIT_DEVICE uint32_t pair_word(const Vec<XT, kN>& v, int j) {
+  return uint32_t(v.v[2 * j].bits) | (uint32_t(v.v[2 * j + 1].bits) << 16);
+}
+// Element i of a vector widened to its compute type. bf16: the odd element of
+// a pair is its word with the low half cleared.
+template <typename XT, int kN>
+LOWBIT_DEVICE typename Compute<XT>::type widen_at(const Vec<XT, kN>& v, int i) {
+  if constexpr (IsBf16<XT>::value && kN % 2 == 0) {
+    if (i & 1) {
+      // One byte permute (bytes 2, 3 kept, 0, 1 zeroed); written in C++ the
+      // compiler turns it back into extract-and-shift, two instructions.
+      return __int_as_float(int(__byte_perm(pair_word(v, i / 2), 0u, 0x3244u)));
+    }
+  }
+  return typename Compute<XT>::type(widen(v.v[i]));
+}
+
+// The NaN-ignoring range of a segment, element by element (fold_range) or,
+// for 16-bit inputs on sm_80+, two elements per instruction: max.{f16x2,bf16x2}
+// and min.* return the non-NaN operand like max.f32 and only select, so the
+// packed accumulators widened and folded at the end hold exactly the range the
+// elementwise fold finds (up to the sign of a zero, which neither the scale
+// nor the zero point sees). |x| is the word with its two sign bits cleared.
+// `nan` records whether any value folded was NaN (pairs: one more packed max
+// that propagates NaN); dynamic quantize uses it to skip per-element checks.
+template <typename XT> struct PairFold { static constexpr bool value = false; };
+#if __CUDA_ARCH__ >= 800
+template <> struct PairFold<f16> { static constexpr bool value = true; };
+template <> struct PairFold<bf16> { static constexpr bool value = true; };
+#endif
+template <typename Cfg, typename XT>
+struct RangeFold {
+  using C = typename Compute<XT>::type;
+  static constexpr bool kPairs = PairFold<XT>::value;
+  C mn = C(0), mx = C(0);
+  uint32_t pmn = 0u, pmx = 0u, pnan = 0u;  // +0 in both halves
+  bool nan = false;
+
+  LOWBIT_DEVICE void add(C v) {
+    fold_range<Cfg>(v, mn, mx);
+    nan |= v != v;
+  }
+  template <int kN>
+  LOWBIT_DEVICE void add(const Vec<XT, kN>& v) {
+    if constexpr (kPairs && kN % 2 == 0) {
+#pragma unroll
+      for (int j = 0; j < kN / 2; ++j) {
+        const uint32_t w = pair_word(v, j);
+        pnan = pair_max_nan(pnan, w);
+        if constexpr (Cfg::kSymmetric) {
+          pmx = pair_max(pmx, w & 0x7fff7fffu);
+        } else {
+          pmn = pair_min(pmn, w);
+          pmx = pair_max(pmx, w);
+        }
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < kN; ++i) add(C(widen(v.v[i])));
+    }
+  }
+  // The range so far, the packed halves included.
+  LOWBIT_DEVICE void finish() {
+    if constexpr (kPairs) {
+      add(C(widen(XT{uint16_t(pmx & 0xffffu)})));
+      add(C(widen(XT{uint16_t(pmx >> 16)})));
+      if constexpr (!Cfg::kSymmetric) {
+        add(C(widen(XT{uint16_t(pmn & 0xffffu)})));
+        add(C(widen(XT{uint16_t(pmn >> 16)})));
+      }
+      constexpr uint32_t kInf = IsBf16<XT>::value ? 0x7f80u : 0x7c00u;
+      nan |= (pnan & 0x7fffu) > kInf || ((pnan >> 16) & 0x7fffu) > kInf;
+      pmn = pmx = pnan = 0u;
+    }
+  }
+
+ private:
+  static LOWBIT_DEVICE uint32_t pair_max(uint32_t a, uint32_t b) {
+    uint32_t r = a;
+#if __CUDA_ARCH__ >= 800
+    if constexpr (IsBf16<XT>::value) asm("max.bf16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    else asm("max.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+#endif
+    return r;
+  }
+  static LOWBIT_DEVICE uint32_t pair_max_nan(uint32_t a, uint32_t b) {
+    uint32_t r = a;
+#if __CUDA_ARCH__ >= 800
+    if constexpr (IsBf16<XT>::value) asm("max.NaN.bf16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    else asm("max.NaN.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+#endif
+    return r;
+  }
+  static LOWBIT_DEVICE uint32_t pair_min(uint32_t a, uint32_t b) {
+    uint32_t r = a;
+#if __CUDA_ARCH__ >= 800
+    if constexpr (IsBf16<XT>::value) asm("min.bf16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    else asm("min.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+#endif
+    return r;
+  }
+};
+
 // Reduces (mn, mx) over the whole block; every thread gets the result.
 template <int kThreads, typename C>
 LOWBIT_DEVICE void block_range(C& mn, C& mx) {

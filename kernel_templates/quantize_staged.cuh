@@ -168,14 +168,12 @@ LOWBIT_DEVICE void staged(const QuantizeParams& p) {
         const XT* xs = ptr<XT>(p.x) + row * p.x_row_stride + col0;
         uint8_t* qs = mut_ptr<uint8_t>(p.q) + row * p.q_row_bytes + col0 * Cfg::kBits / 8;
         const uint8_t* ss = stage + k * sv * kInVec;
-        C mn = C(0), mx = C(0);
-        for (int64_t vi = lane; vi < sv; vi += kSegT) {
-          const XVec v = *reinterpret_cast<const XVec*>(ss + vi * kInVec);
-#pragma unroll
-          for (int e = 0; e < kVec; ++e) fold_range<Cfg>(C(widen(v.v[e])), mn, mx);
-        }
+        RangeFold<Cfg, XT> range;
+        for (int64_t vi = lane; vi < sv; vi += kSegT) range.add(*reinterpret_cast<const XVec*>(ss + vi * kInVec));
 #pragma unroll 1
-        for (int64_t j = sv * kVec + lane; j < len; j += kSegT) fold_range<Cfg>(C(widen(xs[j])), mn, mx);
+        for (int64_t j = sv * kVec + lane; j < len; j += kSegT) range.add(C(widen(xs[j])));
+        range.finish();
+        C mn = range.mn, mx = range.mx;
         segment_range<kSegT, kThreads>(mn, mx, member);
         ST st;
         C sc;

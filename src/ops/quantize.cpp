@@ -34,6 +34,8 @@ struct Tune {
   int hints = 0;          // streaming cache hints on loads / stores (ld.nc L1::no_allocate, st.cs)
   int dq_hints = 1;       // dequantize: the same (H100: +2-3 points of copy, notes/quantize-perf.md v4)
   int per = 0;            // dynamic segments: target vectors per thread (0: 64 bytes of X)
+  int seg_threads = 0;    // dynamic segments: threads per segment (0: from per)
+  int two_pass = 0;       // dynamic segments: read each segment twice (range, then quantize)
   // sm_90+: the input stream staged in shared memory by bulk copies
   // (quantize_staged.cuh; 0 keeps the register-staged kernels everywhere).
   int staged = 1;
@@ -61,6 +63,8 @@ Tune tune() {
     else if (k == "hints") r.hints = v != 0;
     else if (k == "dqhints") r.dq_hints = v != 0;
     else if (k == "per" && v >= 1 && v <= 8) r.per = v;
+    else if (k == "segt" && v >= 1 && v <= 1024 && (v <= 32 ? (v & (v - 1)) == 0 : v % 32 == 0)) r.seg_threads = v;
+    else if (k == "twopass") r.two_pass = v != 0;
     else if (k == "staged") r.staged = v != 0;
     else if (k == "stile" && v >= 1 && v <= 64) r.staged_tile_bytes = v * 1024;
     else if (k == "sstages" && v >= 1 && v <= 8) r.staged_stages = v;
@@ -395,12 +399,13 @@ class QuantizePlan final : public OpPlan {
       // 512 threads of which an eighth idle.
       int64_t st = std::max<int64_t>(1, ceil_div(seg_vectors_, per_target));
       st = st <= 32 ? next_pow2(st) : std::min<int64_t>(ceil_div(st, 32) * 32, 1024);
+      if (t.seg_threads > 0) st = t.seg_threads;
       seg_threads_ = int(st);
       block_ = seg_threads_ > 32 ? seg_threads_ : kThreads;
       int64_t per = std::max<int64_t>(1, ceil_div(seg_vectors_, st));
       const int max_per = std::clamp(seg_bytes / (vec_ * xb_), 1, kMaxPer);
-      single_pass_ = per <= max_per;
-      per_ = int(std::min<int64_t>(per, max_per));
+      single_pass_ = per <= max_per && !t.two_pass;
+      per_ = int(std::min<int64_t>(t.two_pass && t.per > 0 ? t.per : per, max_per));
       KernelSpec s = base;
       s.threads = block_;
       s.min_blocks_per_sm = std::max(1, bpsm_ * kThreads / block_);

@@ -129,6 +129,9 @@ double special(lowbit_dtype dtype, int k) {
   }
 }
 
+// Which special values the inputs get (one element in a hundred).
+enum class Specials { kAll, kNone, kNanOnly };
+
 // Everything one run uses, on the host.
 struct Host {
   std::vector<uint8_t> x, dy, q, scale, zp;  // inputs (scale / zp also outputs for dynamic)
@@ -142,7 +145,7 @@ lowbit_arg_role float_out(int op) {
   return op == 2 ? LOWBIT_ARG_X : op == 5 ? LOWBIT_ARG_Y : (op == 3 || op == 4 || op == 6) ? LOWBIT_ARG_DX : 0;
 }
 
-Host make_host(const lowbit_quantize_desc& d, const Geometry& g, bool zp_present, bool specials,
+Host make_host(const lowbit_quantize_desc& d, const Geometry& g, bool zp_present, Specials specials,
                const std::vector<double>* forced_scales = nullptr) {
   auto& rng = lowbit::test::rng();
   Host h;
@@ -176,7 +179,7 @@ Host make_host(const lowbit_quantize_desc& d, const Geometry& g, bool zp_present
         double v = normal(rng) * s;
         const int p = pick(rng);
         if (p < 12) v = (std::floor(normal(rng)) + 0.5) * s;  // a tie (up to the dtype's rounding)
-        if (specials && p == 99) v = special(d.x_dtype, int(i));
+        if (specials != Specials::kNone && p == 99) v = specials == Specials::kAll ? special(d.x_dtype, int(i)) : std::nan("");
         put_float(buf, d.x_dtype, i, v);
       }
   };
@@ -219,7 +222,8 @@ int sm_major() {
 // Runs `d` on the GPU and the CPU and compares every output byte (and the
 // guard bytes after each output) exactly.
 void check_against_reference(lowbit_context* ctx, const lowbit_quantize_desc& d, const std::string& label,
-                             bool zp_present, bool specials = true, const std::vector<double>* scales = nullptr) {
+                             bool zp_present, Specials specials = Specials::kAll,
+                             const std::vector<double>* scales = nullptr) {
   const Geometry g = geometry(d);
   const int op = d.op;
   Host h = make_host(d, g, zp_present, specials, scales);
@@ -344,7 +348,7 @@ void prewarm(lowbit_context* ctx, const std::vector<Case>& cases) {
 // Every op x scope x input dtype x output type x shape (ops: those `want`
 // accepts), each checked against the reference.
 template <typename Want>
-void every_op(lowbit_context* ctx, const Want& want) {
+void every_op(lowbit_context* ctx, const Want& want, Specials specials = Specials::kAll) {
   struct Shape {
     int64_t rows, cols, stride, group;
   };
@@ -400,7 +404,7 @@ void every_op(lowbit_context* ctx, const Want& want) {
   }
   MESSAGE(cases.size() << " cases");
   prewarm(ctx, cases);
-  for (const Case& k : cases) check_against_reference(ctx, k.d, label_of(k.d, k.zp), k.zp);
+  for (const Case& k : cases) check_against_reference(ctx, k.d, label_of(k.d, k.zp), k.zp, specials);
 }
 
 bool staged_op(int op) {
@@ -419,6 +423,24 @@ TEST_CASE("gpu: every op x scope x dtype x output type is bit-exact against the 
   if (std::getenv("LOWBIT_TEST_QUANTIZE_CASES") == nullptr) {
     if (sm_major() >= 9) CHECK(staged_plans() > 20);
     else CHECK(staged_plans() == 0);
+  }
+}
+
+// Dynamic quantize skips the per-element checks for a segment whose range
+// proves them unneeded, in each thread that saw no NaN (quantize_dynamic.cuh).
+// The default inputs hold an inf or NaN in most long segments, which keeps
+// them on the checked path; these runs reach the unchecked one: clean data
+// (every segment whose bounds hold), and NaN as the only special (threads of
+// one segment on both paths).
+TEST_CASE("gpu: dynamic quantize on clean data and with NaN as the only special value is bit-exact") {
+  LOWBIT_REQUIRE_GPU();
+  Context c;
+  const auto dynamic = [](int op) { return op == LOWBIT_QOP_DYNAMIC_QUANTIZE; };
+  every_op(c.ctx, dynamic, Specials::kNone);
+  every_op(c.ctx, dynamic, Specials::kNanOnly);
+  {
+    TuneScope tune("sall=1");  // the staged segment kernel folds ranges the same way
+    every_op(c.ctx, dynamic, Specials::kNone);
   }
 }
 
@@ -517,7 +539,7 @@ TEST_CASE("gpu: scales outside the fast quotient's range, zero, negative, NaN an
     }
   prewarm(c.ctx, cases);
   for (const Case& k : cases)
-    check_against_reference(c.ctx, k.d, label_of(k.d, k.zp) + " (special scales)", k.zp, true, &scales);
+    check_against_reference(c.ctx, k.d, label_of(k.d, k.zp) + " (special scales)", k.zp, Specials::kAll, &scales);
 }
 
 TEST_CASE("gpu: run rejects misaligned pointers and missing arguments; empty tensors are a no-op") {
@@ -570,7 +592,7 @@ TEST_CASE("gpu: one plan runs on two non-default streams from two threads at onc
   d.dims[0] = (1 << 22) + 5;
   Plan plan(c.ctx, d);
   const Geometry g = geometry(d);
-  Host h = make_host(d, g, true, false);
+  Host h = make_host(d, g, true, Specials::kNone);
   std::vector<uint8_t> expected(size_t(d.dims[0]));
   lowbit_arg host_args[] = {{LOWBIT_ARG_X, 0, uint64_t(uintptr_t(h.x.data()))},
                             {LOWBIT_ARG_Q, 0, uint64_t(uintptr_t(expected.data()))},
