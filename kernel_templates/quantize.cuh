@@ -427,10 +427,19 @@ LOWBIT_DEVICE void elementwise(const QuantizeParams& p) {
         }
       }
       if constexpr (kLoadScale) {
+        // Per-group scales whose group index advances by the same whole number
+        // for each unrolled vector: one index, then constant offsets (folded
+        // into the loads), instead of 64-bit index arithmetic per vector.
+        constexpr bool kGroupStride = Cfg::kScope == 4 && Cfg::kScaleMode == 1 && !kContig &&
+                                      (int64_t(kRowT) * kVec) % Cfg::kGroup == 0;
+        constexpr int64_t kStride = kGroupStride ? int64_t(kRowT) * kVec / Cfg::kGroup : 0;
+        const int64_t idx0 = kGroupStride ? Kk::index(p, row, b * kVec) : 0;
 #pragma unroll
         for (int k = 0; k < kNS; ++k) {
           const int64_t c = chunk(b, k);
-          const int64_t idx = Cfg::kScaleMode == 0 ? Kk::row_index(p, row) : Kk::index(p, row, c * kVec);
+          const int64_t idx = kGroupStride ? idx0 + k * kStride
+                              : Cfg::kScaleMode == 0 ? Kk::row_index(p, row)
+                                                     : Kk::index(p, row, c * kVec);
           if (Cfg::kScaleMode == 0 || c < p.chunks_per_row) {
             t.s[k] = ptr<ST>(p.scale)[idx];
             t.z[k] = p.zero_point != 0 ? ptr<int32_t>(p.zero_point)[idx] : 0;

@@ -93,44 +93,69 @@ LOWBIT_DEVICE void staged(const QuantizeParams& p) {
   QP<C> tp{};
   if constexpr (!kDyn && Cfg::kScope == 1) tp = Kk::load_qp(p, 0, Kk::kDivides);
 
-  // Scales of a tile: loaded before its data is waited for (their latency
-  // overlaps the wait), as raw values (two registers each).
+  // Scales of a tile, as raw values (two registers each): a row's scale is
+  // loaded before the tile's data is waited for; per-vector (per-group)
+  // scales are loaded a tile ahead, so their latency overlaps the previous
+  // tile's arithmetic instead of adding to this tile's wait.
   constexpr int kNS = kDyn ? 1 : Cfg::kScaleMode == 0 ? 1 : Cfg::kUnroll;
   constexpr bool kLoadScale = !kDyn && Cfg::kScope != 1;
-  ST sraw[kNS];
-  int32_t zraw[kNS];
+  constexpr bool kScalesAhead = kLoadScale && Cfg::kScaleMode != 0;
+  // Per-group scales one whole group stride apart per unrolled vector: one
+  // index, then constant offsets (as in quantize.cuh).
+  constexpr bool kGroupStride = Cfg::kScope == 4 && Cfg::kScaleMode == 1 && (kThreads * kVec) % Cfg::kGroup == 0;
+  ST sraw[kNS], snext[kNS];
+  int32_t zraw[kNS], znext[kNS];
+  auto load_scales = [&](int64_t t, ST (&sv)[kNS], int32_t (&zv)[kNS]) {
+    const int64_t row = t / p.tiles_per_row;
+    const int64_t v0 = (t - row * p.tiles_per_row) * p.tile_vectors;
+    const int nv = int(min(p.tile_vectors, p.chunks_per_row - v0));
+    const int64_t idx0 = kGroupStride ? Kk::index(p, row, (v0 + tid) * kVec) : 0;
+#pragma unroll
+    for (int k = 0; k < kNS; ++k) {
+      const int lv = tid + k * kThreads;
+      if (Cfg::kScaleMode == 0 || lv < nv) {
+        const int64_t idx = kGroupStride          ? idx0 + int64_t(k) * (kThreads * kVec / Cfg::kGroup)
+                            : Cfg::kScaleMode == 0 ? Kk::row_index(p, row)
+                                                   : Kk::index(p, row, (v0 + lv) * kVec);
+        sv[k] = ptr<ST>(p.scale)[idx];
+        zv[k] = p.zero_point != 0 ? ptr<int32_t>(p.zero_point)[idx] : 0;
+      }
+    }
+  };
+  if constexpr (kScalesAhead) {
+    if (int64_t(blockIdx.x) < tiles) load_scales(blockIdx.x, snext, znext);
+  }
 
   int i = 0;
   for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x, ++i) {
     const int s = i % kStages;
     const int64_t row = t / p.tiles_per_row;
     const int64_t v0 = (t - row * p.tiles_per_row) * p.tile_vectors;
-    const int64_t nv = min(p.tile_vectors, p.chunks_per_row - v0);
+    const int nv = int(min(p.tile_vectors, p.chunks_per_row - v0));  // a tile is at most 48 KB
     const uint8_t* stage = staged_smem + int64_t(s) * p.stage_bytes;
-    if constexpr (kLoadScale) {
+    if constexpr (kScalesAhead) {
 #pragma unroll
       for (int k = 0; k < kNS; ++k) {
-        const int64_t lv = tid + int64_t(k) * kThreads;
-        if (Cfg::kScaleMode == 0 || lv < nv) {
-          const int64_t idx = Cfg::kScaleMode == 0 ? Kk::row_index(p, row) : Kk::index(p, row, (v0 + lv) * kVec);
-          sraw[k] = ptr<ST>(p.scale)[idx];
-          zraw[k] = p.zero_point != 0 ? ptr<int32_t>(p.zero_point)[idx] : 0;
-        }
+        sraw[k] = snext[k];
+        zraw[k] = znext[k];
       }
+      if (t + gridDim.x < tiles) load_scales(t + gridDim.x, snext, znext);
+    } else if constexpr (kLoadScale) {
+      load_scales(t, sraw, zraw);
     }
     mbar_wait(full + s, uint32_t(i / kStages) & 1u);
 
     if constexpr (!kDyn) {
-      XT* out_f = mut_ptr<XT>(p.x) + row * p.x_row_stride;  // dequantize's output
-      uint8_t* q_out = mut_ptr<uint8_t>(p.q) + row * p.q_row_bytes;
+      // This tile's first vector of output (32-bit offsets from here on).
+      XT* out_f = mut_ptr<XT>(p.x) + row * p.x_row_stride + v0 * kVec;  // dequantize's output
+      uint8_t* q_out = mut_ptr<uint8_t>(p.q) + row * p.q_row_bytes + v0 * Kk::kQBytes;
       QP<C> rqp = tp;
       if constexpr (kLoadScale && kNS == 1) rqp = make_qp<Cfg, C>(C(widen(sraw[0])), zraw[0], Kk::kDivides);
       uint32_t slow = 0;
 #pragma unroll
       for (int u = 0; u < Cfg::kUnroll; ++u) {
-        const int64_t lv = tid + int64_t(u) * kThreads;
+        const int lv = tid + u * kThreads;
         if (lv < nv) {
-          const int64_t c = v0 + lv;
           QP<C> a = rqp;
           if constexpr (kLoadScale && kNS > 1) a = make_qp<Cfg, C>(C(widen(sraw[u])), zraw[u], Kk::kDivides);
           XVec xv;
@@ -139,8 +164,8 @@ LOWBIT_DEVICE void staged(const QuantizeParams& p) {
           if constexpr (Kk::kInQ) qin = load_q<Kk::kQBytes, true, false>(stage + lv * kInVec);
           else xv = *reinterpret_cast<const XVec*>(stage + lv * kInVec);
           const bool ok = Kk::template compute<Kk::kFast>(a, xv, xv, qin, qo, fo);
-          if constexpr (Kk::kOutQ) store_q<Kk::kQBytes, true, Cfg::kHints>(q_out + c * Kk::kQBytes, qo);
-          else store_vec<XT, kVec, true, Cfg::kHints>(out_f + c * kVec, fo);
+          if constexpr (Kk::kOutQ) store_q<Kk::kQBytes, true, Cfg::kHints>(q_out + lv * Kk::kQBytes, qo);
+          else store_vec<XT, kVec, true, Cfg::kHints>(out_f + lv * kVec, fo);
           if constexpr (Kk::kFast) slow |= ok ? 0u : (1u << u);
         }
       }

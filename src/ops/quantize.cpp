@@ -40,10 +40,10 @@ struct Tune {
   // (quantize_staged.cuh; 0 keeps the register-staged kernels everywhere).
   int staged = 1;
   int staged_tile_bytes = 16384;  // elementwise / per-group tiles: bytes of the input stream
-  int staged_stages = 4;          // tiles in flight per block (per-token: fewer when rows are long)
+  int staged_stages = 6;          // tiles in flight per block (per-token: fewer when rows are long)
   int staged_blocks_per_sm = 4;   // at most; fewer where shared memory runs out
   int staged_grid = 0;            // tests: at most this many blocks (many tiles per block); 0 = no cap
-  int staged_per_vector = 0;      // dequantize with a scale per vector (per-group) staged too
+  int staged_per_vector = 0;      // dequantize with a scale per vector (per-group) staged for 8-bit Q too
   int staged_dynamic_row_bytes = -1;  // dynamic per-token: staged when a row has more bytes of X (-1: never)
   int staged_all = 0;             // tests: every eligible quantize / dequantize / dynamic plan staged
 };
@@ -465,13 +465,15 @@ class QuantizePlan final : public OpPlan {
     if (t.staged == 0 || device.target.sm < 90 || xb_ == 8 || d.alignment < 16 || !x_aligned_ || !q_aligned_)
       return false;
     if (!elementwise && !segmented_) return false;
-    // Where it pays (H100, notes/quantize-perf.md v5): dequantize with a
+    // Where it pays (H100, notes/quantize-perf.md v5, v6): dequantize with a
     // scale per row (s4 [8192, 8192] per-tensor 84 -> 87 %, [4096, 14336]
-    // 81 -> 86 % of copy). Quantize, per-group dequantize and dynamic
+    // 81 -> 86 % of copy), and per-group from 4-bit Q once its scales load
+    // a tile ahead (s4 [4096, 14336] 82-83 -> 85.5-86.3 %; s8 stays on the
+    // register kernel, 86-88 % against 85-86 % staged). Quantize and dynamic
     // per-token measured slower than the register kernels or within noise
     // (dynamic s8 on 14336-wide rows 82 -> 77 %, s4 72 -> 74-76 %); the
     // knobs keep them reachable for tuning and the tests.
-    const bool pays = dq ? (scale_mode_ == 0 || t.staged_per_vector != 0)
+    const bool pays = dq ? (scale_mode_ == 0 || bits_ == 4 || t.staged_per_vector != 0)
                          : segmented_ && seg_per_row_ == 1 && t.staged_dynamic_row_bytes >= 0 &&
                                seg_len_ * xb_ > t.staged_dynamic_row_bytes;
     if (!pays && t.staged_all == 0) return false;
@@ -500,6 +502,9 @@ class QuantizePlan final : public OpPlan {
       }
     }
     tile_vectors = std::min(tile_vectors, std::max<int64_t>(chunks, 1));
+    // Rows shorter than the tile target: as many vectors per thread as the
+    // tile needs (each unrolled step past it would still cost a branch).
+    if (elementwise) unroll = int(ceil_div(tile_vectors, int64_t(kThreads)));
     stage_bytes_ = (tile_vectors * in_vec + 127) / 128 * 128;
     tiles_per_row_ = ceil_div(chunks, tile_vectors);
     tile_vectors_ = tile_vectors;

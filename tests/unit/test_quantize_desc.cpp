@@ -533,6 +533,21 @@ TEST_CASE("quantize plans: the staged kernel where it pays on sm_90, never befor
     d.x_row_stride = 14344;  // strided X (the output here); Q, the staged stream, keeps packed rows
     CHECK(has(hopper.describe(d), "\"kernel\":\"staged_elementwise\""));
   }
+  // Per-group dequantize: staged from 4-bit Q (its scales load a tile
+  // ahead), the register kernel from 8-bit Q, where it measured faster.
+  {
+    lowbit_quantize_desc d = desc(LOWBIT_QOP_DEQUANTIZE, LOWBIT_SCOPE_PER_GROUP, LOWBIT_DTYPE_BF16, LOWBIT_DTYPE_S4,
+                                  {4096, 14336});
+    d.group_size = 128;
+    std::string j = hopper.describe(d);
+    CAPTURE(j);
+    CHECK(has(j, "\"kernel\":\"staged_elementwise\""));
+    CHECK(has(j, "\"stages\":6"));
+    CHECK(has(j, "\"spill_store_bytes\":0"));
+    CHECK(has(ampere.describe(d), "\"kernel\":\"elementwise\""));
+    d.q_dtype = LOWBIT_DTYPE_S8;
+    CHECK(has(hopper.describe(d), "\"kernel\":\"elementwise\""));
+  }
   // Where the register kernels measured faster they stay the default.
   CHECK(has(hopper.describe(desc(LOWBIT_QOP_QUANTIZE, LOWBIT_SCOPE_PER_TOKEN, LOWBIT_DTYPE_BF16, LOWBIT_DTYPE_S8, {64, 4096})),
             "\"kernel\":\"elementwise\""));
