@@ -257,12 +257,12 @@ struct RangeFold {
 #pragma unroll
       for (int j = 0; j < kN / 2; ++j) {
         const uint32_t w = pair_word(v, j);
-        pnan = pair_max_nan(pnan, w);
+        pnan = pair<PairOp::kMaxNaN>(pnan, w);
         if constexpr (Cfg::kSymmetric) {
-          pmx = pair_max(pmx, w & 0x7fff7fffu);
+          pmx = pair<PairOp::kMax>(pmx, w & 0x7fff7fffu);
         } else {
-          pmn = pair_min(pmn, w);
-          pmx = pair_max(pmx, w);
+          pmn = pair<PairOp::kMin>(pmn, w);
+          pmx = pair<PairOp::kMax>(pmx, w);
         }
       }
     } else {
@@ -286,26 +286,18 @@ struct RangeFold {
   }
 
  private:
-  static LOWBIT_DEVICE uint32_t pair_max(uint32_t a, uint32_t b) {
+  // max / min of two packed pairs: NaN-ignoring, or (kMaxNaN) NaN-propagating.
+  enum class PairOp { kMax, kMaxNaN, kMin };
+  template <PairOp kOp>
+  static LOWBIT_DEVICE uint32_t pair(uint32_t a, uint32_t b) {
     uint32_t r = a;
 #if __CUDA_ARCH__ >= 800
-    if constexpr (IsBf16<XT>::value) asm("max.bf16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
-    else asm("max.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
-#endif
-    return r;
-  }
-  static LOWBIT_DEVICE uint32_t pair_max_nan(uint32_t a, uint32_t b) {
-    uint32_t r = a;
-#if __CUDA_ARCH__ >= 800
-    if constexpr (IsBf16<XT>::value) asm("max.NaN.bf16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
-    else asm("max.NaN.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
-#endif
-    return r;
-  }
-  static LOWBIT_DEVICE uint32_t pair_min(uint32_t a, uint32_t b) {
-    uint32_t r = a;
-#if __CUDA_ARCH__ >= 800
-    if constexpr (IsBf16<XT>::value) asm("min.bf16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    constexpr bool kBf = IsBf16<XT>::value;
+    if constexpr (kOp == PairOp::kMax && kBf) asm("max.bf16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    else if constexpr (kOp == PairOp::kMax) asm("max.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    else if constexpr (kOp == PairOp::kMaxNaN && kBf) asm("max.NaN.bf16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    else if constexpr (kOp == PairOp::kMaxNaN) asm("max.NaN.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    else if constexpr (kBf) asm("min.bf16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
     else asm("min.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
 #endif
     return r;
