@@ -7,8 +7,9 @@
 // ahead keep tens of KB per SM in flight at no register cost (H100 probe,
 // notes/quantize-perf.md v5: an s4 widening 2683 GB/s with registers, 2741
 // with bulk-loaded input). Plans use it by default only where it measured
-// faster, dequantize with a scale per row (s4 84 -> 89 % of a copy); the
-// other ops reach it through the developer knobs (src/ops/quantize.cpp).
+// faster: dequantize with a scale per row (s4 84 -> 89 % of a copy) and
+// per-group dequantize from 4-bit Q (82-83 -> 85-86 %, v6); the other ops
+// reach it through the developer knobs (src/ops/quantize.cpp).
 //
 // A tile is a run of whole vectors of one row of the input stream (X, or Q
 // for dequantize): p.tile_vectors of them (the last tile of a row shorter),
