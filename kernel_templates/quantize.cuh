@@ -178,6 +178,18 @@ struct K {
     else if constexpr (Cfg::kScope == 2 && Cfg::kScaleMode == 2) return col;  // the last axis
     else return row_index(p, row);
   }
+  // The scale index of vector k of a run of vectors kStep vectors apart, the
+  // first at column col0 of `row`. Per-group scales whose group index advances
+  // by the same whole number per step get one index plus constant offsets
+  // (folded into the loads) instead of 64-bit index arithmetic per vector.
+  template <int kStep>
+  static LOWBIT_DEVICE int64_t stepped_index(const QuantizeParams& p, int64_t row, int64_t col0, int k) {
+    constexpr int64_t kSpan = int64_t(kStep) * Cfg::kVec;
+    if constexpr (Cfg::kScaleMode == 0) return row_index(p, row);
+    else if constexpr (Cfg::kScope == 4 && Cfg::kScaleMode == 1 && kSpan % Cfg::kGroup == 0)
+      return index(p, row, col0) + k * (kSpan / Cfg::kGroup);
+    else return index(p, row, col0 + k * kSpan);
+  }
 
   // ---- The exact path: one unit at (row, col) ---------------------------------
   static LOWBIT_DEVICE void exact_unit(const QuantizeParams& p, const QP<C>& rqp, int64_t row, int64_t col) {
@@ -427,19 +439,10 @@ LOWBIT_DEVICE void elementwise(const QuantizeParams& p) {
         }
       }
       if constexpr (kLoadScale) {
-        // Per-group scales whose group index advances by the same whole number
-        // for each unrolled vector: one index, then constant offsets (folded
-        // into the loads), instead of 64-bit index arithmetic per vector.
-        constexpr bool kGroupStride = Cfg::kScope == 4 && Cfg::kScaleMode == 1 && !kContig &&
-                                      (int64_t(kRowT) * kVec) % Cfg::kGroup == 0;
-        constexpr int64_t kStride = kGroupStride ? int64_t(kRowT) * kVec / Cfg::kGroup : 0;
-        const int64_t idx0 = kGroupStride ? Kk::index(p, row, b * kVec) : 0;
 #pragma unroll
         for (int k = 0; k < kNS; ++k) {
           const int64_t c = chunk(b, k);
-          const int64_t idx = kGroupStride ? idx0 + k * kStride
-                              : Cfg::kScaleMode == 0 ? Kk::row_index(p, row)
-                                                     : Kk::index(p, row, c * kVec);
+          const int64_t idx = Kk::template stepped_index<kContig ? 1 : kRowT>(p, row, chunk(b, 0) * kVec, k);
           if (Cfg::kScaleMode == 0 || c < p.chunks_per_row) {
             t.s[k] = ptr<ST>(p.scale)[idx];
             t.z[k] = p.zero_point != 0 ? ptr<int32_t>(p.zero_point)[idx] : 0;

@@ -11,11 +11,61 @@
 namespace lowbit {
 namespace qk {
 
+// One unit of a segment by the exact path (an element, or a byte of two
+// packed elements): positions pos.. below end of xs, into qs.
+template <typename Cfg>
+LOWBIT_DEVICE void segment_exact_unit(const typename K<Cfg>::XT* xs, uint8_t* qs, int64_t pos, int64_t end,
+                                      const QP<typename K<Cfg>::C>& a) {
+  using C = typename K<Cfg>::C;
+  uint32_t packed = 0;
+#pragma unroll 1
+  for (int k = 0; k < K<Cfg>::kUnit && pos + k < end; ++k) {
+    const int32_t qv = rint_small_int(quant_exact(C(widen(xs[pos + k])), a)) + a.zp;
+    packed |= Cfg::kBits == 8 ? (uint32_t(qv) & 0xffu) : ((uint32_t(qv) & 15u) << (4 * k));
+  }
+  qs[Cfg::kBits == 8 ? pos : pos / 2] = uint8_t(packed);
+}
+
+// A segment's quantization parameters once each of its kSegT threads has
+// folded its values into `range`: the range reduced over the segment, the
+// scale and zero point (written by lane 0 at index seg) and their QP.
+// `unchecked` says whether this thread may quantize with
+// K::quantize_unchecked: every x of the segment lies in [mn, mx], and RN(x / s)
+// and rint are monotonic in x (s > 0), so when rint(mn / s) and rint(mx / s)
+// land in [qmin - zp, qmax - zp] no element needs the clamp and every quotient
+// is small enough for the fast quotient to be exact without its per-element
+// range check; a thread that saw a NaN keeps the checked path.
+template <typename Cfg, int kSegT>
+LOWBIT_DEVICE QP<typename K<Cfg>::C> segment_params(const QuantizeParams& p, RangeFold<Cfg, typename K<Cfg>::XT>& range,
+                                                     uint32_t member, int lane, int64_t seg, bool& unchecked) {
+  using C = typename K<Cfg>::C;
+  using ST = typename Cfg::ST;
+  range.finish();
+  C mn = range.mn, mx = range.mx;
+  segment_range<kSegT, Cfg::kThreads>(mn, mx, member);
+  ST st;
+  C s;
+  int32_t zp;
+  dynamic_qparams<Cfg>(mn, mx, &st, &s, &zp);
+  if (lane == 0) {
+    mut_ptr<ST>(p.scale)[seg] = st;
+    if (p.zero_point != 0) mut_ptr<int32_t>(p.zero_point)[seg] = zp;
+  }
+  const QP<C> a = make_qp<Cfg, C>(s, zp, true);
+  unchecked = false;
+  if constexpr (K<Cfg>::kFast) {
+    if (a.fast && !range.nan) {
+      const C lo = Cfg::kSymmetric ? -mx : mn;
+      unchecked = rint_rn(div_rn(lo, a.s)) >= a.lo && rint_rn(div_rn(mx, a.s)) <= a.hi;
+    }
+  }
+  return a;
+}
+
 template <typename Cfg>
 LOWBIT_DEVICE void segments(const QuantizeParams& p) {
   using Kk = K<Cfg>;
   using XT = typename Kk::XT;
-  using ST = typename Cfg::ST;
   using C = typename Kk::C;
   using XVec = typename Kk::XVec;
   using QVec = typename Kk::QVec;
@@ -76,46 +126,13 @@ LOWBIT_DEVICE void segments(const QuantizeParams& p) {
     }
 #pragma unroll 1
     for (int64_t j = nvec * kVec + lane; j < len; j += kSegT) range.add(C(widen(xs[j])));
-    range.finish();
-    C mn = range.mn, mx = range.mx;
-    segment_range<kSegT, Cfg::kThreads>(mn, mx, member);
-
-    // The segment's scale and zero point.
-    ST st;
-    C s;
-    int32_t zp;
-    dynamic_qparams<Cfg>(mn, mx, &st, &s, &zp);
-    if (lane == 0) {
-      mut_ptr<ST>(p.scale)[seg] = st;
-      if (p.zero_point != 0) mut_ptr<int32_t>(p.zero_point)[seg] = zp;
-    }
-    const QP<C> a = make_qp<Cfg, C>(s, zp, true);
-    // Every x of the segment lies in [mn, mx], and RN(x / s) and rint are
-    // monotonic in x (s > 0), so when rint(mn / s) and rint(mx / s) land in
-    // [qmin - zp, qmax - zp] no element needs the clamp, and every quotient is
-    // small enough for the fast quotient to be exact without its per-element
-    // range check; a thread that saw no NaN then quantizes unchecked.
-    bool unchecked = false;
-    if constexpr (Kk::kFast) {
-      if (a.fast && !range.nan) {
-        const C lo = Cfg::kSymmetric ? -mx : mn;
-        unchecked = rint_rn(div_rn(lo, a.s)) >= a.lo && rint_rn(div_rn(mx, a.s)) <= a.hi;
-      }
-    }
+    bool unchecked;
+    const QP<C> a = segment_params<Cfg, kSegT>(p, range, member, lane, seg, unchecked);
 
     // Pass 2: quantize (from the registers, or reloaded), exact fixups after.
     auto fixup = [&](int64_t vi) {
 #pragma unroll 1
-      for (int e = 0; e < kVec; e += kUnit) {
-        const int64_t pos = vi * kVec + e;
-        uint32_t packed = 0;
-#pragma unroll 1
-        for (int k = 0; k < kUnit; ++k) {
-          const int32_t qv = rint_small_int(quant_exact(C(widen(xs[pos + k])), a)) + a.zp;
-          packed |= Cfg::kBits == 8 ? (uint32_t(qv) & 0xffu) : ((uint32_t(qv) & 15u) << (4 * k));
-        }
-        qs[Cfg::kBits == 8 ? pos : pos / 2] = uint8_t(packed);
-      }
+      for (int e = 0; e < kVec; e += kUnit) segment_exact_unit<Cfg>(xs, qs, vi * kVec + e, len, a);
     };
     auto quantize_regs = [&](int64_t base) {
       if constexpr (Kk::kFast) {
@@ -166,15 +183,8 @@ LOWBIT_DEVICE void segments(const QuantizeParams& p) {
     }
     // The segment's tail (fewer than kVec elements), exact.
 #pragma unroll 1
-    for (int64_t j = nvec * kVec + int64_t(lane) * kUnit; j < len; j += int64_t(kSegT) * kUnit) {
-      uint32_t packed = 0;
-#pragma unroll 1
-      for (int k = 0; k < kUnit && j + k < len; ++k) {
-        const int32_t qv = rint_small_int(quant_exact(C(widen(xs[j + k])), a)) + a.zp;
-        packed |= Cfg::kBits == 8 ? (uint32_t(qv) & 0xffu) : ((uint32_t(qv) & 15u) << (4 * k));
-      }
-      qs[Cfg::kBits == 8 ? j : j / 2] = uint8_t(packed);
-    }
+    for (int64_t j = nvec * kVec + int64_t(lane) * kUnit; j < len; j += int64_t(kSegT) * kUnit)
+      segment_exact_unit<Cfg>(xs, qs, j, len, a);
   }
 }
 

@@ -70,12 +70,23 @@ LOWBIT_DEVICE void staged(const QuantizeParams& p) {
   const uint8_t* in = reinterpret_cast<const uint8_t*>(Kk::kInQ ? p.q : p.x);
   const int64_t in_pitch = Kk::kInQ ? p.q_row_bytes : p.x_row_stride * int64_t(sizeof(XT));
   const int64_t tiles = p.rows * p.tiles_per_row;
+  // Where tile t lies: its row, its first vector and its vector count (a tile
+  // is at most 48 KB, so the count fits an int).
+  struct Tile {
+    int64_t row, v0;
+    int nv;
+  };
+  auto tile_at = [&](int64_t t) {
+    Tile r;
+    r.row = t / p.tiles_per_row;
+    r.v0 = (t - r.row * p.tiles_per_row) * p.tile_vectors;
+    r.nv = int(min(p.tile_vectors, p.chunks_per_row - r.v0));
+    return r;
+  };
   auto issue = [&](int64_t t, int s) {
-    const int64_t row = t / p.tiles_per_row;
-    const int64_t v0 = (t - row * p.tiles_per_row) * p.tile_vectors;
-    const int64_t nv = min(p.tile_vectors, p.chunks_per_row - v0);
-    bulk_load(staged_smem + int64_t(s) * p.stage_bytes, in + row * in_pitch + v0 * kInVec, uint32_t(nv * kInVec),
-              full + s);
+    const Tile g = tile_at(t);
+    bulk_load(staged_smem + int64_t(s) * p.stage_bytes, in + g.row * in_pitch + g.v0 * kInVec,
+              uint32_t(g.nv * kInVec), full + s);
   };
   if (tid == 0) {
 #pragma unroll
@@ -101,48 +112,44 @@ LOWBIT_DEVICE void staged(const QuantizeParams& p) {
   constexpr int kNS = kDyn ? 1 : Cfg::kScaleMode == 0 ? 1 : Cfg::kUnroll;
   constexpr bool kLoadScale = !kDyn && Cfg::kScope != 1;
   constexpr bool kScalesAhead = kLoadScale && Cfg::kScaleMode != 0;
-  // Per-group scales one whole group stride apart per unrolled vector: one
-  // index, then constant offsets (as in quantize.cuh).
-  constexpr bool kGroupStride = Cfg::kScope == 4 && Cfg::kScaleMode == 1 && (kThreads * kVec) % Cfg::kGroup == 0;
   ST sraw[kNS], snext[kNS];
   int32_t zraw[kNS], znext[kNS];
-  auto load_scales = [&](int64_t t, ST (&sv)[kNS], int32_t (&zv)[kNS]) {
-    const int64_t row = t / p.tiles_per_row;
-    const int64_t v0 = (t - row * p.tiles_per_row) * p.tile_vectors;
-    const int nv = int(min(p.tile_vectors, p.chunks_per_row - v0));
-    const int64_t idx0 = kGroupStride ? Kk::index(p, row, (v0 + tid) * kVec) : 0;
+  auto load_scales = [&](const Tile& g, ST (&sv)[kNS], int32_t (&zv)[kNS]) {
 #pragma unroll
     for (int k = 0; k < kNS; ++k) {
       const int lv = tid + k * kThreads;
-      if (Cfg::kScaleMode == 0 || lv < nv) {
-        const int64_t idx = kGroupStride          ? idx0 + int64_t(k) * (kThreads * kVec / Cfg::kGroup)
-                            : Cfg::kScaleMode == 0 ? Kk::row_index(p, row)
-                                                   : Kk::index(p, row, (v0 + lv) * kVec);
+      if (Cfg::kScaleMode == 0 || lv < g.nv) {
+        const int64_t idx = Kk::template stepped_index<kThreads>(p, g.row, (g.v0 + tid) * kVec, k);
         sv[k] = ptr<ST>(p.scale)[idx];
         zv[k] = p.zero_point != 0 ? ptr<int32_t>(p.zero_point)[idx] : 0;
       }
     }
   };
+  // Each tile's position is computed once: the next one's when its scales
+  // are loaded ahead (or at the end of the iteration), then carried over.
+  Tile next = tile_at(blockIdx.x);
   if constexpr (kScalesAhead) {
-    if (int64_t(blockIdx.x) < tiles) load_scales(blockIdx.x, snext, znext);
+    if (int64_t(blockIdx.x) < tiles) load_scales(next, snext, znext);
   }
 
   int i = 0;
   for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x, ++i) {
     const int s = i % kStages;
-    const int64_t row = t / p.tiles_per_row;
-    const int64_t v0 = (t - row * p.tiles_per_row) * p.tile_vectors;
-    const int nv = int(min(p.tile_vectors, p.chunks_per_row - v0));  // a tile is at most 48 KB
+    const Tile cur = next;
+    const int64_t row = cur.row, v0 = cur.v0;
+    const int nv = cur.nv;
     const uint8_t* stage = staged_smem + int64_t(s) * p.stage_bytes;
+    const bool more = t + gridDim.x < tiles;
+    if (more) next = tile_at(t + gridDim.x);
     if constexpr (kScalesAhead) {
 #pragma unroll
       for (int k = 0; k < kNS; ++k) {
         sraw[k] = snext[k];
         zraw[k] = znext[k];
       }
-      if (t + gridDim.x < tiles) load_scales(t + gridDim.x, snext, znext);
+      if (more) load_scales(next, snext, znext);
     } else if constexpr (kLoadScale) {
-      load_scales(t, sraw, zraw);
+      load_scales(cur, sraw, zraw);
     }
     mbar_wait(full + s, uint32_t(i / kStages) & 1u);
 
@@ -198,42 +205,29 @@ LOWBIT_DEVICE void staged(const QuantizeParams& p) {
         for (int64_t vi = lane; vi < sv; vi += kSegT) range.add(*reinterpret_cast<const XVec*>(ss + vi * kInVec));
 #pragma unroll 1
         for (int64_t j = sv * kVec + lane; j < len; j += kSegT) range.add(C(widen(xs[j])));
-        range.finish();
-        C mn = range.mn, mx = range.mx;
-        segment_range<kSegT, kThreads>(mn, mx, member);
-        ST st;
-        C sc;
-        int32_t zp;
-        dynamic_qparams<Cfg>(mn, mx, &st, &sc, &zp);
-        const int64_t seg = seg0 + k;
-        if (lane == 0) {
-          mut_ptr<ST>(p.scale)[seg] = st;
-          if (p.zero_point != 0) mut_ptr<int32_t>(p.zero_point)[seg] = zp;
-        }
-        const QP<C> a = make_qp<Cfg, C>(sc, zp, true);
-        auto exact_byte = [&](int64_t pos, int64_t end) {
-          uint32_t packed = 0;
-#pragma unroll 1
-          for (int kk = 0; kk < Kk::kUnit && pos + kk < end; ++kk) {
-            const int32_t qv = rint_small_int(quant_exact(C(widen(xs[pos + kk])), a)) + a.zp;
-            packed |= Cfg::kBits == 8 ? (uint32_t(qv) & 0xffu) : ((uint32_t(qv) & 15u) << (4 * kk));
-          }
-          qs[Cfg::kBits == 8 ? pos : pos / 2] = uint8_t(packed);
-        };
+        bool unchecked;
+        const QP<C> a = segment_params<Cfg, kSegT>(p, range, member, lane, seg0 + k, unchecked);
         for (int64_t vi = lane; vi < sv; vi += kSegT) {
           const XVec v = *reinterpret_cast<const XVec*>(ss + vi * kInVec);
           QVec qo;
+          if constexpr (Kk::kFast) {
+            if (unchecked) {
+              Kk::quantize_unchecked(a, v, qo);
+              store_q<Kk::kQBytes, true, Cfg::kHints>(qs + vi * Kk::kQBytes, qo);
+              continue;
+            }
+          }
           XVec unused;
           const bool ok = Kk::template compute<Kk::kFast>(a, v, v, qo, qo, unused);
           store_q<Kk::kQBytes, true, Cfg::kHints>(qs + vi * Kk::kQBytes, qo);
           if (Kk::kFast && !ok) {
 #pragma unroll 1
-            for (int e = 0; e < kVec; e += Kk::kUnit) exact_byte(vi * kVec + e, len);
+            for (int e = 0; e < kVec; e += Kk::kUnit) segment_exact_unit<Cfg>(xs, qs, vi * kVec + e, len, a);
           }
         }
 #pragma unroll 1
         for (int64_t j = sv * kVec + int64_t(lane) * Kk::kUnit; j < len; j += int64_t(kSegT) * Kk::kUnit)
-          exact_byte(j, len);
+          segment_exact_unit<Cfg>(xs, qs, j, len, a);
       }
     }
     block_sync();  // every thread is done with this stage
